@@ -1,0 +1,363 @@
+package scsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// DiskOptions configures a Disk.
+type DiskOptions struct {
+	// BlockSize is the logical block size in bytes: 512 (the default when
+	// zero) or 4096.
+	BlockSize int
+	// PhysicalBlockExp is the logical blocks per physical block exponent
+	// reported by READ CAPACITY(16) (0: one logical block per physical).
+	PhysicalBlockExp uint8
+	// Vendor (default "SLUICE"), Product (default "VOLUME") and Revision
+	// (default "0001") are the standard INQUIRY identification strings,
+	// space padded to 8, 16 and 4 bytes.
+	Vendor, Product, Revision string
+	// Serial is the unit serial number (VPD page 80h); it defaults to the
+	// hex form of ID.
+	Serial string
+	// ID is the 16-byte identifier behind the NAA IEEE Registered Extended
+	// designator of VPD page 83h. Only its low 124 bits are used after the
+	// NAA nibble and vendor prefix; it should be unique per volume.
+	ID [16]byte
+	// RelativePortID is the relative target port identifier reported in VPD
+	// page 83h (default 1).
+	RelativePortID uint16
+	// NAAOUI is the 24-bit IEEE company ID placed in the NAA designator
+	// (default 0: no registered company ID).
+	NAAOUI uint32
+	// ReadOnly makes every medium-modifying command fail with DATA PROTECT /
+	// WRITE PROTECTED.
+	ReadOnly bool
+	// MaxTransferBlocks is the MAXIMUM TRANSFER LENGTH in blocks (default
+	// 1 MiB worth of blocks).
+	MaxTransferBlocks uint32
+	// MaxWriteSameBlocks is the MAXIMUM WRITE SAME LENGTH in blocks
+	// (default 64 MiB worth of blocks).
+	MaxWriteSameBlocks uint64
+	// MaxUnmapBlocks (default 64 MiB worth of blocks) and
+	// MaxUnmapDescriptors (default 256) bound one UNMAP command.
+	MaxUnmapBlocks       uint32
+	MaxUnmapDescriptors  uint32
+	UnmapGranularity     uint32
+	OptimalTransferBlock uint32
+	// PR, when set, is told about every change of persistent reservation
+	// state of a disk whose registrations are persistent (APTPL), so that the
+	// daemon can store it; see PRStore.
+	PR PRStore
+	// InitialPR is persistent reservation state restored at start (from
+	// what PR stored before).
+	InitialPR *PRState
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// casStripes is the number of range-lock stripes that make COMPARE AND
+// WRITE atomic with respect to other writes.
+const casStripes = 64
+
+// stripeShift selects the region size that maps to one stripe: 2^20 bytes.
+const stripeShift = 20
+
+// Disk is an SBC-3 direct-access block device (a SCSI disk) backed by a
+// BlockDevice. It implements LogicalUnit.
+type Disk struct {
+	dev      BlockDevice
+	unmapper Unmapper
+	mapper   MappingReporter
+	opts     DiskOptions
+	log      *slog.Logger
+
+	bs      int  // logical block size
+	bsShift uint // log2(bs)
+	blocks  atomic.Uint64
+	ops     opTable
+	ua      *UnitAttentions
+	stripes [casStripes]sync.RWMutex
+
+	mu       sync.Mutex // guards the fields below
+	wce      bool
+	dSense   bool // control mode page D_SENSE
+	swp      bool // control mode page software write protect
+	prevent  map[Nexus]bool
+	reserve6 *Nexus // SPC-2 RESERVE holder
+	pr       prState
+}
+
+var _ LogicalUnit = (*Disk)(nil)
+
+// NewDisk returns a disk backed by dev. The device size is rounded down to
+// a whole number of blocks.
+func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
+	if dev == nil {
+		return nil, errors.New("scsi: NewDisk: nil device")
+	}
+	if opts.BlockSize == 0 {
+		opts.BlockSize = 512
+	}
+	var shift uint
+	switch opts.BlockSize {
+	case 512:
+		shift = 9
+	case 4096:
+		shift = 12
+	default:
+		return nil, fmt.Errorf("scsi: NewDisk: block size %d not supported (512 or 4096)", opts.BlockSize)
+	}
+	if opts.PhysicalBlockExp > 15 {
+		return nil, fmt.Errorf("scsi: NewDisk: physical block exponent %d too large", opts.PhysicalBlockExp)
+	}
+	if opts.Vendor == "" {
+		opts.Vendor = "SLUICE"
+	}
+	if opts.Product == "" {
+		opts.Product = "VOLUME"
+	}
+	if opts.Revision == "" {
+		opts.Revision = "0001"
+	}
+	if opts.Serial == "" {
+		opts.Serial = fmt.Sprintf("%x", opts.ID[:])
+	}
+	if opts.RelativePortID == 0 {
+		opts.RelativePortID = 1
+	}
+	if opts.MaxTransferBlocks == 0 {
+		opts.MaxTransferBlocks = uint32(1 << 20 >> shift)
+	}
+	if opts.MaxWriteSameBlocks == 0 {
+		opts.MaxWriteSameBlocks = 64 << 20 >> shift
+	}
+	if opts.MaxUnmapBlocks == 0 {
+		opts.MaxUnmapBlocks = uint32(64 << 20 >> shift)
+	}
+	if opts.MaxUnmapDescriptors == 0 {
+		opts.MaxUnmapDescriptors = 256
+	}
+	if opts.UnmapGranularity == 0 {
+		opts.UnmapGranularity = 1
+	}
+	if opts.OptimalTransferBlock == 0 {
+		opts.OptimalTransferBlock = uint32(128 << 10 >> shift)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d := &Disk{
+		dev:     dev,
+		opts:    opts,
+		log:     log,
+		bs:      opts.BlockSize,
+		bsShift: shift,
+		ua:      NewUnitAttentions(),
+		wce:     true,
+		prevent: make(map[Nexus]bool),
+	}
+	d.unmapper, _ = dev.(Unmapper)
+	d.mapper, _ = dev.(MappingReporter)
+	d.blocks.Store(uint64(dev.Size()) >> shift)
+	d.ops = diskOps()
+	d.pr.init()
+	if opts.InitialPR != nil {
+		d.pr.restore(opts.InitialPR)
+	}
+	return d, nil
+}
+
+// BlockSize returns the logical block size in bytes.
+func (d *Disk) BlockSize() int { return d.bs }
+
+// Blocks returns the number of logical blocks.
+func (d *Disk) Blocks() uint64 { return d.blocks.Load() }
+
+// Resize updates the capacity to newSize bytes (rounded down to whole
+// blocks), after the backing device was grown or shrunk, and establishes a
+// CAPACITY DATA HAS CHANGED unit attention for every nexus.
+func (d *Disk) Resize(newSize int64) {
+	if newSize < 0 {
+		newSize = 0
+	}
+	old := d.blocks.Swap(uint64(newSize) >> d.bsShift)
+	if old != uint64(newSize)>>d.bsShift {
+		d.ua.EstablishAll(ASCCapacityDataChanged, nil)
+		d.log.Info("capacity changed", "old_blocks", old, "new_blocks", uint64(newSize)>>d.bsShift)
+	}
+}
+
+// Reset implements LogicalUnit: it releases an SPC-2 reservation, clears
+// PREVENT ALLOW MEDIUM REMOVAL state and establishes a reset unit attention
+// for every nexus except by.
+func (d *Disk) Reset(kind ResetKind, by Nexus) {
+	d.mu.Lock()
+	d.reserve6 = nil
+	clear(d.prevent)
+	d.mu.Unlock()
+	code := ASCBusDeviceResetOccurred
+	if kind != ResetLogicalUnit {
+		code = ASCPowerOnResetOccurred
+	}
+	d.ua.EstablishAll(code, func(n Nexus) bool { return n == by })
+	d.log.Debug("reset", "kind", int(kind), "by", by.InitiatorPortID())
+}
+
+// NexusLost implements LogicalUnit: it drops the nexus' SPC-2 reservation,
+// PREVENT state and pending unit attentions. Persistent reservations stay.
+func (d *Disk) NexusLost(n Nexus) {
+	d.mu.Lock()
+	if d.reserve6 != nil && *d.reserve6 == n {
+		d.reserve6 = nil
+	}
+	delete(d.prevent, n)
+	d.mu.Unlock()
+	d.ua.Forget(n)
+}
+
+// Execute implements LogicalUnit.
+func (d *Disk) Execute(ctx context.Context, cmd *Command) (int, error) {
+	c, err := DecodeCDB(cmd.CDB)
+	if err != nil {
+		if len(cmd.CDB) > 0 && cmd.CDB[0] == 0x03 {
+			// REQUEST SENSE is never failed for a pending condition.
+			return 0, err
+		}
+		if ua, ok := d.pendingUA(cmd, 0xff); ok {
+			return 0, ua
+		}
+		return 0, err
+	}
+	info := d.ops.lookup(c.Opcode, c.ServiceAction)
+	if ua, ok := d.pendingUA(cmd, c.Opcode); ok {
+		return 0, ua
+	}
+	if info == nil {
+		if d.ops.hasSA(c.Opcode) {
+			return 0, ErrInvalidField(1, 4)
+		}
+		return 0, ErrInvalidOpcode()
+	}
+	if c.NACA() {
+		return 0, ErrInvalidField(len(c.Raw)-1, 2)
+	}
+	if err := d.checkReservation(cmd.Nexus, info, &c); err != nil {
+		return 0, err
+	}
+	n, err := info.run(d, ctx, cmd, &c)
+	if err != nil {
+		var se *SenseError
+		var st StatusError
+		if !errors.As(err, &se) && !errors.As(err, &st) {
+			d.log.Warn("command failed", "op", fmt.Sprintf("%#02x", c.Opcode), "err", err)
+		}
+	}
+	if n > len(cmd.DataIn) {
+		n = len(cmd.DataIn)
+	}
+	return n, err
+}
+
+// pendingUA reports the unit attention to return instead of running a
+// command with opcode op: INQUIRY, REPORT LUNS and REQUEST SENSE are
+// neither blocked nor clear the condition (REQUEST SENSE reports it itself).
+func (d *Disk) pendingUA(cmd *Command, op byte) (*SenseError, bool) {
+	switch op {
+	case 0x12, 0xa0, 0x03:
+		d.ua.Peek(cmd.Nexus) // register the nexus
+		return nil, false
+	}
+	code, ok := d.ua.Next(cmd.Nexus)
+	if !ok {
+		return nil, false
+	}
+	return ErrUnitAttention(code), true
+}
+
+// lockRange takes the stripe locks covering [off, off+n) bytes, shared for
+// ordinary writes and exclusive for COMPARE AND WRITE, and returns the
+// function that releases them.
+func (d *Disk) stripeMask(off, n int64) uint64 {
+	if n <= 0 {
+		return 0
+	}
+	first, last := off>>stripeShift, (off+n-1)>>stripeShift
+	if last-first >= casStripes-1 {
+		return ^uint64(0)
+	}
+	var m uint64
+	for r := first; r <= last; r++ {
+		m |= 1 << (uint64(r) % casStripes)
+	}
+	return m
+}
+
+func (d *Disk) lockStripes(m uint64, excl bool) {
+	for i := 0; i < casStripes; i++ {
+		if m&(1<<i) == 0 {
+			continue
+		}
+		if excl {
+			d.stripes[i].Lock()
+		} else {
+			d.stripes[i].RLock()
+		}
+	}
+}
+
+func (d *Disk) unlockStripes(m uint64, excl bool) {
+	for i := casStripes - 1; i >= 0; i-- {
+		if m&(1<<i) == 0 {
+			continue
+		}
+		if excl {
+			d.stripes[i].Unlock()
+		} else {
+			d.stripes[i].RUnlock()
+		}
+	}
+}
+
+// checkRange validates an LBA range against the capacity.
+func (d *Disk) checkRange(lba uint64, n uint64) error {
+	blocks := d.blocks.Load()
+	if lba > blocks || n > blocks-lba {
+		return ErrLBAOutOfRange()
+	}
+	return nil
+}
+
+// writable fails with DATA PROTECT when the disk is read-only.
+func (d *Disk) writable() error {
+	if d.opts.ReadOnly {
+		return ErrWriteProtected()
+	}
+	d.mu.Lock()
+	swp := d.swp
+	d.mu.Unlock()
+	if swp {
+		return ErrWriteProtected()
+	}
+	return nil
+}
+
+// ioErr classifies a BlockDevice error: context cancellation becomes
+// ABORTED COMMAND, sense errors pass through, anything else is a medium
+// error of the given code.
+func ioErr(code ASC, err error) error {
+	var se *SenseError
+	if errors.As(err, &se) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ErrAborted(ASCNoAdditionalSense, err)
+	}
+	return ErrMediumError(code, err)
+}

@@ -1,0 +1,145 @@
+package scsi
+
+import (
+	"context"
+	"sort"
+)
+
+// opHandler runs one command on a Disk.
+type opHandler func(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error)
+
+// access classifies a command for the persistent reservation conflict
+// rules (SPC-4 table 42, SBC-3 table 13).
+type access uint8
+
+const (
+	// accAllowed: allowed under every reservation type.
+	accAllowed access = iota
+	// accRead: allowed under Write Exclusive types, conflicts under
+	// Exclusive Access types (reads, VERIFY, PRE-FETCH, ...).
+	accRead
+	// accWrite: conflicts under every type (writes, MODE SELECT, ...).
+	accWrite
+	// accPR: PERSISTENT RESERVE IN/OUT, which check keys themselves.
+	accPR
+)
+
+// opInfo describes one supported command.
+type opInfo struct {
+	op    byte
+	sa    uint16
+	hasSA bool
+	// cdbLen is the CDB length reported by REPORT SUPPORTED OPERATION
+	// CODES.
+	cdbLen int
+	// flags is the CDB usage bit map of byte 1 (other bytes are reported
+	// as fully used, the control byte as unused).
+	flags byte
+	run   opHandler
+	acc   access
+	// spc2OK marks commands another nexus may run while a RESERVE(6)
+	// reservation is held (SPC-2 5.5.1).
+	spc2OK bool
+	// timeout is the recommended command timeout in seconds for RCTD.
+	timeout uint32
+}
+
+// usage returns the CDB usage data of the command.
+func (o *opInfo) usage() []byte {
+	u := make([]byte, o.cdbLen)
+	for i := range u {
+		u[i] = 0xff
+	}
+	u[0] = o.op
+	u[1] = o.flags
+	if o.hasSA {
+		if o.op == 0x7f {
+			u[8], u[9] = byte(o.sa>>8), byte(o.sa)
+		} else {
+			u[1] = o.flags&0xe0 | byte(o.sa)
+		}
+	}
+	u[o.cdbLen-1] = 0
+	return u
+}
+
+// opTable indexes the supported commands.
+type opTable struct {
+	plain [256]*opInfo
+	sa    map[uint32]*opInfo
+	saOp  [256]bool
+	all   []*opInfo
+}
+
+func (t *opTable) lookup(op byte, sa uint16) *opInfo {
+	if t.saOp[op] {
+		return t.sa[uint32(op)<<16|uint32(sa)]
+	}
+	return t.plain[op]
+}
+
+func (t *opTable) hasSA(op byte) bool { return t.saOp[op] }
+
+func newOpTable(list []opInfo) opTable {
+	t := opTable{sa: make(map[uint32]*opInfo)}
+	for i := range list {
+		o := &list[i]
+		if o.cdbLen == 0 {
+			o.cdbLen = CDBLen(o.op)
+		}
+		if o.timeout == 0 {
+			o.timeout = 30
+		}
+		if o.hasSA {
+			t.saOp[o.op] = true
+			t.sa[uint32(o.op)<<16|uint32(o.sa)] = o
+		} else {
+			t.plain[o.op] = o
+		}
+		t.all = append(t.all, o)
+	}
+	sort.Slice(t.all, func(i, j int) bool {
+		if t.all[i].op != t.all[j].op {
+			return t.all[i].op < t.all[j].op
+		}
+		return t.all[i].sa < t.all[j].sa
+	})
+	return t
+}
+
+// diskOps lists the commands Disk supports.
+func diskOps() opTable {
+	return newOpTable([]opInfo{
+		{op: 0x00, run: opTestUnitReady, acc: accAllowed},
+		{op: 0x03, run: opRequestSense, acc: accAllowed, spc2OK: true, flags: 0x01},
+		{op: 0x08, run: opRead, acc: accRead},
+		{op: 0x0a, run: opWrite, acc: accWrite},
+		{op: 0x12, run: opInquiry, acc: accAllowed, spc2OK: true, flags: 0x01},
+		{op: 0x1b, run: opStartStopUnit, acc: accWrite, flags: 0x01},
+		{op: 0x1e, run: opPreventAllow, acc: accWrite},
+		{op: 0x25, run: opReadCapacity10, acc: accAllowed},
+		{op: 0x28, run: opRead, acc: accRead, flags: 0xf8},
+		{op: 0x2a, run: opWrite, acc: accWrite, flags: 0xf8},
+		{op: 0x2e, run: opWriteVerify, acc: accWrite, flags: 0xf2},
+		{op: 0x2f, run: opVerify, acc: accRead, flags: 0xf6},
+		{op: 0x34, run: opPrefetch, acc: accRead, flags: 0x02},
+		{op: 0x35, run: opSyncCache, acc: accWrite, flags: 0x02},
+		{op: 0x88, run: opRead, acc: accRead, flags: 0xf8},
+		{op: 0x8a, run: opWrite, acc: accWrite, flags: 0xf8},
+		{op: 0x8e, run: opWriteVerify, acc: accWrite, flags: 0xf2},
+		{op: 0x8f, run: opVerify, acc: accRead, flags: 0xf6},
+		{op: 0x90, run: opPrefetch, acc: accRead, flags: 0x02},
+		{op: 0x91, run: opSyncCache, acc: accWrite, flags: 0x02},
+		{op: 0x9e, sa: 0x10, hasSA: true, run: opReadCapacity16, acc: accAllowed},
+		{op: 0xa0, run: opReportLUNs, acc: accAllowed, spc2OK: true},
+		{op: 0xa8, run: opRead, acc: accRead, flags: 0xf8},
+		{op: 0xaa, run: opWrite, acc: accWrite, flags: 0xf8},
+		{op: 0xae, run: opWriteVerify, acc: accWrite, flags: 0xf2},
+		{op: 0xaf, run: opVerify, acc: accRead, flags: 0xf6},
+	})
+}
+
+// checkReservation applies the reservation conflict rules to a command.
+func (d *Disk) checkReservation(n Nexus, o *opInfo, c *CDB) error {
+	return nil
+}
