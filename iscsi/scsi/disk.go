@@ -83,12 +83,12 @@ type Disk struct {
 	ops     opTable
 	ua      *UnitAttentions
 	stripes [casStripes]sync.RWMutex
+	wce     atomic.Bool // caching mode page WCE
+	swp     atomic.Bool // control mode page SWP
 
 	mu       sync.Mutex // guards the fields below
-	wce      bool
-	dSense   bool // control mode page D_SENSE
-	swp      bool // control mode page software write protect
 	prevent  map[Nexus]bool
+	mode     ModePages
 	reserve6 *Nexus // SPC-2 RESERVE holder
 	pr       prState
 }
@@ -160,13 +160,14 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 		bs:      opts.BlockSize,
 		bsShift: shift,
 		ua:      NewUnitAttentions(),
-		wce:     true,
 		prevent: make(map[Nexus]bool),
 	}
 	d.unmapper, _ = dev.(Unmapper)
 	d.mapper, _ = dev.(MappingReporter)
 	d.blocks.Store(uint64(dev.Size()) >> shift)
-	d.ops = diskOps()
+	d.ops = diskOps(d.unmapper != nil)
+	d.mode = diskModePages()
+	d.syncModeLocked()
 	d.pr.init()
 	if opts.InitialPR != nil {
 		d.pr.restore(opts.InitialPR)
@@ -339,10 +340,7 @@ func (d *Disk) writable() error {
 	if d.opts.ReadOnly {
 		return ErrWriteProtected()
 	}
-	d.mu.Lock()
-	swp := d.swp
-	d.mu.Unlock()
-	if swp {
+	if d.swp.Load() {
 		return ErrWriteProtected()
 	}
 	return nil

@@ -98,8 +98,8 @@ func (d *Disk) vpd(page byte) ([]byte, error) {
 // blockLimits builds the body of the Block Limits VPD page (SBC-3 6.5.3).
 func (d *Disk) blockLimits() []byte {
 	b := make([]byte, 0x3c)
-	b[1] = 1 // MAXIMUM COMPARE AND WRITE LENGTH
-	binary.BigEndian.PutUint16(b[2:], 1)
+	b[1] = byte(d.maxCompare())
+	binary.BigEndian.PutUint16(b[2:], 1) // OPTIMAL TRANSFER LENGTH GRANULARITY
 	binary.BigEndian.PutUint32(b[4:], d.opts.MaxTransferBlocks)
 	binary.BigEndian.PutUint32(b[8:], d.opts.OptimalTransferBlock)
 	if d.unmapper != nil {

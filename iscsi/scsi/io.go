@@ -134,7 +134,7 @@ func opWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
 	if int64(len(p)) > want {
 		p = p[:want]
 	}
-	fua := len(c.Raw) > 6 && c.Flags&flagFUA != 0
+	fua := len(c.Raw) > 6 && c.Flags&flagFUA != 0 || !d.wce.Load()
 	return 0, d.writeFrom(ctx, p, int64(lba)<<d.bsShift, fua)
 }
 

@@ -107,14 +107,18 @@ func newOpTable(list []opInfo) opTable {
 	return t
 }
 
-// diskOps lists the commands Disk supports.
-func diskOps() opTable {
-	return newOpTable([]opInfo{
+// diskOps lists the commands Disk supports; thin adds UNMAP.
+func diskOps(thin bool) opTable {
+	ops := []opInfo{
 		{op: 0x00, run: opTestUnitReady, acc: accAllowed},
 		{op: 0x03, run: opRequestSense, acc: accAllowed, spc2OK: true, flags: 0x01},
 		{op: 0x08, run: opRead, acc: accRead},
 		{op: 0x0a, run: opWrite, acc: accWrite},
 		{op: 0x12, run: opInquiry, acc: accAllowed, spc2OK: true, flags: 0x01},
+		{op: 0x15, run: opModeSelect, acc: accWrite, flags: 0x11},
+		{op: 0x16, run: opReserve, acc: accWrite},
+		{op: 0x17, run: opRelease, acc: accWrite, spc2OK: true},
+		{op: 0x1a, run: opModeSense, acc: accWrite, flags: 0x08},
 		{op: 0x1b, run: opStartStopUnit, acc: accWrite, flags: 0x01},
 		{op: 0x1e, run: opPreventAllow, acc: accWrite},
 		{op: 0x25, run: opReadCapacity10, acc: accAllowed},
@@ -124,22 +128,46 @@ func diskOps() opTable {
 		{op: 0x2f, run: opVerify, acc: accRead, flags: 0xf6},
 		{op: 0x34, run: opPrefetch, acc: accRead, flags: 0x02},
 		{op: 0x35, run: opSyncCache, acc: accWrite, flags: 0x02},
+		{op: 0x37, run: opReadDefectData, acc: accRead},
+		{op: 0x41, run: opWriteSame, acc: accWrite, flags: 0xf8},
+		{op: 0x4d, run: opLogSense, acc: accAllowed},
+		{op: 0x55, run: opModeSelect, acc: accWrite, flags: 0x11},
+		{op: 0x56, run: opReserve, acc: accWrite},
+		{op: 0x57, run: opRelease, acc: accWrite, spc2OK: true},
+		{op: 0x5a, run: opModeSense, acc: accWrite, flags: 0x18},
+		{op: 0x5e, sa: 0x00, hasSA: true, run: opPRIn, acc: accPR},
+		{op: 0x5e, sa: 0x01, hasSA: true, run: opPRIn, acc: accPR},
+		{op: 0x5e, sa: 0x02, hasSA: true, run: opPRIn, acc: accPR},
+		{op: 0x5e, sa: 0x03, hasSA: true, run: opPRIn, acc: accPR},
+		{op: 0x5f, sa: 0x00, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x01, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x02, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x03, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x04, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x05, hasSA: true, run: opPROut, acc: accPR},
+		{op: 0x5f, sa: 0x06, hasSA: true, run: opPROut, acc: accPR},
 		{op: 0x88, run: opRead, acc: accRead, flags: 0xf8},
+		{op: 0x89, run: opCompareAndWrite, acc: accWrite, flags: 0xf8},
 		{op: 0x8a, run: opWrite, acc: accWrite, flags: 0xf8},
+		{op: 0x8b, run: opOrWrite, acc: accWrite, flags: 0xf8},
 		{op: 0x8e, run: opWriteVerify, acc: accWrite, flags: 0xf2},
 		{op: 0x8f, run: opVerify, acc: accRead, flags: 0xf6},
 		{op: 0x90, run: opPrefetch, acc: accRead, flags: 0x02},
 		{op: 0x91, run: opSyncCache, acc: accWrite, flags: 0x02},
+		{op: 0x93, run: opWriteSame, acc: accWrite, flags: 0xf9},
 		{op: 0x9e, sa: 0x10, hasSA: true, run: opReadCapacity16, acc: accAllowed},
+		{op: 0x9e, sa: 0x12, hasSA: true, run: opGetLBAStatus, acc: accRead},
 		{op: 0xa0, run: opReportLUNs, acc: accAllowed, spc2OK: true},
+		{op: 0xa3, sa: 0x0c, hasSA: true, run: opReportOpcodes, acc: accAllowed, spc2OK: true},
+		{op: 0xa3, sa: 0x0d, hasSA: true, run: opReportTMFs, acc: accAllowed, spc2OK: true},
 		{op: 0xa8, run: opRead, acc: accRead, flags: 0xf8},
 		{op: 0xaa, run: opWrite, acc: accWrite, flags: 0xf8},
 		{op: 0xae, run: opWriteVerify, acc: accWrite, flags: 0xf2},
 		{op: 0xaf, run: opVerify, acc: accRead, flags: 0xf6},
-	})
-}
-
-// checkReservation applies the reservation conflict rules to a command.
-func (d *Disk) checkReservation(n Nexus, o *opInfo, c *CDB) error {
-	return nil
+		{op: 0xb7, run: opReadDefectData, acc: accRead},
+	}
+	if thin {
+		ops = append(ops, opInfo{op: 0x42, run: opUnmap, acc: accWrite, flags: 0x01})
+	}
+	return newOpTable(ops)
 }
