@@ -252,7 +252,7 @@ func (d *Disk) Execute(ctx context.Context, cmd *Command) (int, error) {
 	if err := d.checkReservation(cmd.Nexus, info, &c); err != nil {
 		return 0, err
 	}
-	n, err := info.run(d, ctx, cmd, &c)
+	n, err := info.run(d, ctx, cmd, c)
 	if err != nil {
 		var se *SenseError
 		var st StatusError

@@ -46,7 +46,7 @@ func (d *Disk) syncModeLocked() {
 }
 
 // opModeSense serves MODE SENSE(6) and (10).
-func opModeSense(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opModeSense(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	ten := c.Opcode == 0x5a
 	alloc := int(c.Raw[4])
 	if ten {
@@ -57,7 +57,7 @@ func opModeSense(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) 
 	if d.opts.ReadOnly || d.swp.Load() {
 		h.DeviceSpecific |= 0x80
 	}
-	data, err := ModeSense(c, ten, h, d.mode)
+	data, err := ModeSense(&c, ten, h, d.mode)
 	d.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -66,7 +66,7 @@ func opModeSense(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) 
 }
 
 // opModeSelect serves MODE SELECT(6) and (10).
-func opModeSelect(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opModeSelect(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	ten := c.Opcode == 0x55
 	plen := int(c.Raw[4])
 	if ten {

@@ -29,7 +29,7 @@ func (d *Disk) standardInquiry() Inquiry {
 }
 
 // opInquiry serves INQUIRY: standard data or one of the VPD pages.
-func opInquiry(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opInquiry(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	evpd := c.Raw[1]&0x01 != 0
 	page := c.Raw[2]
 	alloc := int(c.Uint16(3))
@@ -112,14 +112,14 @@ func (d *Disk) blockLimits() []byte {
 }
 
 // opTestUnitReady serves TEST UNIT READY.
-func opTestUnitReady(*Disk, context.Context, *Command, *CDB) (int, error) {
+func opTestUnitReady(*Disk, context.Context, *Command, CDB) (int, error) {
 	return 0, nil
 }
 
 // opRequestSense serves REQUEST SENSE: a pending unit attention is reported
 // (and cleared); otherwise NO SENSE. DESC selects descriptor format.
-func opRequestSense(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
-	return RequestSense(d.ua, cmd, c)
+func opRequestSense(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
+	return RequestSense(d.ua, cmd, &c)
 }
 
 // RequestSense answers REQUEST SENSE for a logical unit whose only
@@ -154,7 +154,7 @@ func RespondSense(cmd *Command, se *SenseError, desc bool, alloc int) int {
 }
 
 // opReadCapacity10 serves READ CAPACITY(10).
-func opReadCapacity10(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opReadCapacity10(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	pmi := c.Raw[8]&0x01 != 0
 	if !pmi && c.Uint32(2) != 0 {
 		return 0, ErrInvalidField(2, -1)
@@ -173,7 +173,7 @@ func opReadCapacity10(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, er
 }
 
 // opReadCapacity16 serves SERVICE ACTION IN(16) / READ CAPACITY(16).
-func opReadCapacity16(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opReadCapacity16(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	alloc := int(c.Uint32(10))
 	var b [32]byte
 	last := d.blocks.Load()
@@ -192,13 +192,13 @@ func opReadCapacity16(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, er
 // opStartStopUnit serves START STOP UNIT. The medium is not removable and
 // always spinning: START, LOEJ and power conditions are accepted and
 // ignored, except for reserved values.
-func opStartStopUnit(_ *Disk, _ context.Context, _ *Command, c *CDB) (int, error) {
+func opStartStopUnit(_ *Disk, _ context.Context, _ *Command, c CDB) (int, error) {
 	return 0, nil
 }
 
 // opPreventAllow serves PREVENT ALLOW MEDIUM REMOVAL: the state is kept per
 // nexus (it only matters to removable media).
-func opPreventAllow(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opPreventAllow(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	prevent := c.Raw[4] & 0x03
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -212,8 +212,8 @@ func opPreventAllow(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, erro
 
 // opReportLUNs answers REPORT LUNS with the addressed LUN only; the
 // transport normally intercepts REPORT LUNS to list every LUN of the target.
-func opReportLUNs(_ *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
-	return reportLUNs(cmd, c, []uint64{cmd.LUN})
+func opReportLUNs(_ *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
+	return reportLUNs(cmd, &c, []uint64{cmd.LUN})
 }
 
 func reportLUNs(cmd *Command, c *CDB, luns []uint64) (int, error) {

@@ -40,6 +40,13 @@ func newHarness(t *testing.T, opts scsi.DiskOptions) *harness {
 	return h
 }
 
+// sub returns h reporting failures to t (for subtests).
+func (h *harness) sub(t *testing.T) *harness {
+	c := *h
+	c.t = t
+	return &c
+}
+
 // clearUA runs TEST UNIT READY until it succeeds.
 func (h *harness) clearUA(n scsi.Nexus) {
 	h.t.Helper()

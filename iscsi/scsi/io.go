@@ -50,11 +50,11 @@ func (d *Disk) checkXfer(lba uint64, n uint32) error {
 // opRead serves READ(6/10/12/16): it reads straight into cmd.DataIn. When
 // the initiator's buffer is shorter than the CDB asks for, only what fits is
 // transferred (the transport reports the residual).
-func opRead(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opRead(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
-	lba, n := rwParams(c)
+	lba, n := rwParams(&c)
 	if err := d.checkXfer(lba, n); err != nil {
 		return 0, err
 	}
@@ -118,11 +118,11 @@ func (d *Disk) writeLocked(ctx context.Context, p []byte, off int64, fua bool) e
 // device. When the initiator sent less data than the CDB describes, only
 // the data sent is written (SAM/FCP overflow rule: data beyond the
 // expected transfer length is neither requested nor transferred).
-func opWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
-	lba, n := rwParams(c)
+	lba, n := rwParams(&c)
 	if err := d.checkXfer(lba, n); err != nil {
 		return 0, err
 	}
@@ -141,11 +141,11 @@ func opWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
 // opVerify serves VERIFY(10/12/16). BYTCHK 00b checks the medium is
 // readable; 01b compares with the data-out buffer; 11b compares every block
 // with the single block sent.
-func opVerify(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opVerify(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
-	lba, n := rwParams(c)
+	lba, n := rwParams(&c)
 	bytchk := (c.Flags >> 1) & 3
 	if bytchk == 2 {
 		return 0, ErrInvalidField(1, 2)
@@ -214,11 +214,11 @@ func firstDiff(a, b []byte) int {
 
 // opWriteVerify serves WRITE AND VERIFY(10/12/16): the data is written and,
 // with BYTCHK, read back and compared.
-func opWriteVerify(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opWriteVerify(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
-	lba, n := rwParams(c)
+	lba, n := rwParams(&c)
 	if err := d.checkXfer(lba, n); err != nil {
 		return 0, err
 	}
@@ -247,7 +247,7 @@ func opWriteVerify(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, err
 // opSyncCache serves SYNCHRONIZE CACHE(10/16). With IMMED the flush still
 // completes before status: the transport has no way to report it later,
 // and a flush is cheap enough.
-func opSyncCache(d *Disk, ctx context.Context, _ *Command, c *CDB) (int, error) {
+func opSyncCache(d *Disk, ctx context.Context, _ *Command, c CDB) (int, error) {
 	if err := d.checkRange(c.LBA, uint64(c.Length)); err != nil {
 		return 0, err
 	}
@@ -260,7 +260,7 @@ func opSyncCache(d *Disk, ctx context.Context, _ *Command, c *CDB) (int, error) 
 // opPrefetch serves PRE-FETCH(10/16): the range is checked; there is no
 // cache to fill, so GOOD is returned (CONDITION MET would promise the
 // blocks fit in a cache).
-func opPrefetch(d *Disk, _ context.Context, _ *Command, c *CDB) (int, error) {
+func opPrefetch(d *Disk, _ context.Context, _ *Command, c CDB) (int, error) {
 	if err := d.checkRange(c.LBA, uint64(c.Length)); err != nil {
 		return 0, err
 	}

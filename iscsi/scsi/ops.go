@@ -6,7 +6,7 @@ import (
 )
 
 // opHandler runs one command on a Disk.
-type opHandler func(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error)
+type opHandler func(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error)
 
 // access classifies a command for the persistent reservation conflict
 // rules (SPC-4 table 42, SBC-3 table 13).

@@ -213,7 +213,7 @@ func (d *Disk) uaRegistrants(regs []*registration, code ASC) {
 }
 
 // opPRIn serves PERSISTENT RESERVE IN (SPC-4 6.13).
-func opPRIn(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opPRIn(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	alloc := int(c.Uint16(7))
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -292,7 +292,7 @@ func transportID(r *registration) []byte {
 }
 
 // opPROut serves PERSISTENT RESERVE OUT (SPC-4 6.14, 5.12).
-func opPROut(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opPROut(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	sa := byte(c.ServiceAction)
 	scope, typ := c.Raw[2]>>4, c.Raw[2]&0x0f
 	plen := int(c.Uint32(5))

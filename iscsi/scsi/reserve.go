@@ -35,7 +35,7 @@ func (d *Disk) checkReservation(n Nexus, o *opInfo, c *CDB) error {
 // opReserve serves RESERVE(6) and RESERVE(10): an SPC-2 reservation of the
 // whole logical unit for the nexus. It conflicts with persistent
 // reservations and registrations.
-func opReserve(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opReserve(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	if c.Opcode == 0x56 && c.Raw[1]&0x12 != 0 { // 3RDPTY, LONGID
 		return 0, ErrInvalidField(1, 4)
 	}
@@ -57,7 +57,7 @@ func opReserve(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
 
 // opRelease serves RELEASE(6) and RELEASE(10). Releasing a reservation held
 // by another nexus, or none, succeeds without effect.
-func opRelease(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opRelease(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	if c.Opcode == 0x57 && c.Raw[1]&0x12 != 0 {
 		return 0, ErrInvalidField(1, 4)
 	}

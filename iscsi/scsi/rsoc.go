@@ -8,8 +8,8 @@ import (
 // opReportOpcodes serves MAINTENANCE IN / REPORT SUPPORTED OPERATION CODES
 // (SPC-4 6.35) from the command table, with CDB usage data and, with RCTD,
 // command timeouts descriptors.
-func opReportOpcodes(d *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
-	return reportOpcodes(cmd, c, d.ops.all)
+func opReportOpcodes(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
+	return reportOpcodes(cmd, &c, d.ops.all)
 }
 
 // reportOpcodes answers REPORT SUPPORTED OPERATION CODES for a logical unit
@@ -91,7 +91,7 @@ func reportOpcodes(cmd *Command, c *CDB, ops []*opInfo) (int, error) {
 // opReportTMFs serves MAINTENANCE IN / REPORT SUPPORTED TASK MANAGEMENT
 // FUNCTIONS (SPC-4 6.36): ABORT TASK, ABORT TASK SET, LOGICAL UNIT RESET
 // and TARGET RESET.
-func opReportTMFs(_ *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opReportTMFs(_ *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	alloc := int(c.Uint32(6))
 	out := make([]byte, 4)
 	if c.Raw[2]&0x80 != 0 { // REPD: extended format
@@ -103,7 +103,7 @@ func opReportTMFs(_ *Disk, _ context.Context, cmd *Command, c *CDB) (int, error)
 }
 
 // opLogSense serves LOG SENSE with the Supported Log Pages page only.
-func opLogSense(_ *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opLogSense(_ *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	alloc := int(c.Uint16(7))
 	if c.Raw[2]&0x3f != 0 || c.Raw[3] != 0 {
 		return 0, ErrInvalidField(2, 5)

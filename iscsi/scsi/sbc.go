@@ -14,8 +14,8 @@ const maxCompareBlocks = 255
 // exactly NUMBER OF LOGICAL BLOCKS long. The compare and the write happen
 // under the exclusive stripe locks of the range, so no other write can slip
 // in between.
-func opCompareAndWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opCompareAndWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
 	n := uint32(c.Raw[13])
@@ -57,8 +57,8 @@ func (d *Disk) maxCompare() uint32 {
 // opOrWrite serves ORWRITE(16) with ORPROTECT 0: each block is replaced by
 // the bitwise OR of its contents and the data sent, atomically with respect
 // to other writes.
-func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
 	lba, n := c.LBA, c.Length
@@ -95,8 +95,8 @@ func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) 
 // LOGICAL BLOCKS of zero means "to the end of the medium". With UNMAP and
 // an all-zero block the range is deallocated when the device can unmap;
 // NDOB (16 only) means a block of zeros without a data-out buffer.
-func opWriteSame(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
-	if err := protectField(c); err != nil {
+func opWriteSame(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
 		return 0, err
 	}
 	flags := c.Flags
@@ -179,7 +179,7 @@ func (d *Disk) unmapRange(ctx context.Context, off, size int64) error {
 
 // opUnmap serves UNMAP (SBC-3 5.28): the parameter list holds 16-byte
 // block descriptors; all are validated before any is applied.
-func opUnmap(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
+func opUnmap(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	if d.unmapper == nil {
 		return 0, ErrInvalidOpcode()
 	}
@@ -238,7 +238,7 @@ const maxLBAStatusDescriptors = 64
 
 // opGetLBAStatus serves SERVICE ACTION IN(16) / GET LBA STATUS (SBC-3
 // 5.5). Without a MappingReporter every block is reported mapped.
-func opGetLBAStatus(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, error) {
+func opGetLBAStatus(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	lba := c.LBA
 	alloc := int(c.Uint32(10))
 	blocks := d.blocks.Load()
@@ -278,7 +278,7 @@ func opGetLBAStatus(d *Disk, ctx context.Context, cmd *Command, c *CDB) (int, er
 
 // opReadDefectData serves READ DEFECT DATA(10/12) with an empty list in
 // the requested format.
-func opReadDefectData(_ *Disk, _ context.Context, cmd *Command, c *CDB) (int, error) {
+func opReadDefectData(_ *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	if c.Opcode == 0x37 {
 		alloc := int(c.Uint16(7))
 		out := []byte{0, c.Raw[2] & 0x1f, 0, 0}
