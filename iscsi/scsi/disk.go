@@ -46,6 +46,9 @@ type DiskOptions struct {
 	MaxWriteSameBlocks uint64
 	// MaxUnmapBlocks (default 64 MiB worth of blocks) and
 	// MaxUnmapDescriptors (default 256) bound one UNMAP command.
+	// MaxCompareBlocks is the MAXIMUM COMPARE AND WRITE LENGTH (default
+	// and upper bound 255).
+	MaxCompareBlocks     uint8
 	MaxUnmapBlocks       uint32
 	MaxUnmapDescriptors  uint32
 	UnmapGranularity     uint32
@@ -136,6 +139,9 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 	}
 	if opts.MaxWriteSameBlocks == 0 {
 		opts.MaxWriteSameBlocks = 64 << 20 >> shift
+	}
+	if opts.MaxCompareBlocks == 0 {
+		opts.MaxCompareBlocks = 255
 	}
 	if opts.MaxUnmapBlocks == 0 {
 		opts.MaxUnmapBlocks = uint32(64 << 20 >> shift)

@@ -6,9 +6,6 @@ import (
 	"fmt"
 )
 
-// maxCompareBlocks is the MAXIMUM COMPARE AND WRITE LENGTH.
-const maxCompareBlocks = 255
-
 // opCompareAndWrite serves COMPARE AND WRITE (SBC-3 5.2). The data-out
 // buffer holds the verify data followed by the write data; both must be
 // exactly NUMBER OF LOGICAL BLOCKS long. The compare and the write happen
@@ -51,7 +48,7 @@ func opCompareAndWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, 
 }
 
 func (d *Disk) maxCompare() uint32 {
-	return min(maxCompareBlocks, d.opts.MaxTransferBlocks)
+	return min(uint32(d.opts.MaxCompareBlocks), d.opts.MaxTransferBlocks)
 }
 
 // opOrWrite serves ORWRITE(16) with ORPROTECT 0: each block is replaced by
