@@ -1,0 +1,252 @@
+// Package appliance wires Sluice's packages into the sluiced daemon: it
+// opens the data directory and state database, builds the object-store
+// stack, starts the listeners, and shuts everything down in order. It is the
+// only package that knows all the others.
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluicegw/sluice/control"
+	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/internal/objstore"
+	"github.com/sluicegw/sluice/internal/state"
+)
+
+// Version is the daemon's version.
+const Version = "0.1.0-dev"
+
+// Start-up error classes; cmd/sluiced maps them to exit codes.
+var (
+	// ErrListen: a listener could not be opened (port in use, no
+	// permission).
+	ErrListen = errors.New("cannot listen")
+	// ErrStore: the object store is unreachable or refused us.
+	ErrStore = errors.New("object store unavailable")
+	// ErrDataDir: the data directory or state database cannot be used
+	// (including another daemon holding it).
+	ErrDataDir = errors.New("data directory unusable")
+)
+
+// Files under the data directory.
+const (
+	stateFile = "state.db"
+	storeDir  = "store"
+)
+
+// Daemon is a running appliance.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	state    *state.DB
+	base     objstore.Store // unwrapped, for health probes
+	store    objstore.Store // the production stack
+	limiter  *objstore.Limiter
+	metrics  *objstore.Metrics
+	registry *prometheus.Registry
+	control  *control.Server
+	ctrlLn   net.Listener
+}
+
+// storeStartTimeout bounds the first contact with the object store.
+const storeStartTimeout = 20 * time.Second
+
+// New prepares the daemon: data directory, state database, object store
+// (creating the bucket when missing), admin token and listeners. Errors wrap
+// ErrConfig, ErrDataDir, ErrStore or ErrListen. Nothing is served until Run.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
+	if d.state, err = state.Open(filepath.Join(cfg.DataDir, stateFile)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
+	if err := d.openStore(ctx); err != nil {
+		return nil, err
+	}
+	path, created, err := control.EnsureAdminToken(d.state, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: admin token: %w", ErrDataDir, err)
+	}
+	if created {
+		log.Info("created the first admin API token", "file", path)
+	}
+	d.registry.MustRegister(d.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
+		return nil, fmt.Errorf("%w: control API on %s: %w", ErrListen, cfg.ControlAddr, err)
+	}
+	d.control = control.New(control.Config{
+		Version:   Version,
+		Logger:    log.With("component", "control"),
+		State:     d.state,
+		Store:     storeProber{d},
+		Bandwidth: d.limiter,
+		Gatherer:  d.registry,
+		Gateway: api.Gateway{
+			DataDir: cfg.DataDir, ControlAddr: d.ctrlLn.Addr().String(),
+			ISCSIAddr: cfg.ISCSIAddr, NFSAddr: cfg.NFSAddr, ObjectStore: d.base.Kind(),
+		},
+		OnBandwidthChange: d.saveBandwidth,
+	})
+	return d, nil
+}
+
+// settingsCollection holds appliance-wide settings in the state database.
+const settingsCollection = "settings"
+
+func (d *Daemon) saveBandwidth(b api.Bandwidth) error {
+	return d.state.Update(func(tx *state.Tx) error { return tx.Put(settingsCollection, "bandwidth", b) })
+}
+
+func (d *Daemon) openStore(ctx context.Context) error {
+	if d.cfg.S3.Endpoint == "" {
+		e, err := objstore.OpenEmbedded(filepath.Join(d.cfg.DataDir, storeDir))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDataDir, err)
+		}
+		d.base = e
+	} else {
+		s3, err := objstore.NewS3(objstore.S3Config{
+			Endpoint: d.cfg.S3.Endpoint, Bucket: d.cfg.S3.Bucket, Region: d.cfg.S3.Region,
+			Credentials: objstore.DefaultCredentials(d.cfg.S3.CredentialsFile, d.cfg.S3.Profile),
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if err := ensureBucket(ctx, s3); err != nil {
+			return fmt.Errorf("%w: %s bucket %s: %w", ErrStore, d.cfg.S3.Endpoint, d.cfg.S3.Bucket, err)
+		}
+		d.base = s3
+	}
+	up, down := d.cfg.Bandwidth.UploadBytesPerSec, d.cfg.Bandwidth.DownloadBytesPerSec
+	if saved, err := state.Get[api.Bandwidth](d.state, settingsCollection, "bandwidth"); err == nil {
+		up, down = saved.UploadBytesPerSec, saved.DownloadBytesPerSec
+	}
+	d.limiter = objstore.NewLimiter(up, down)
+	d.metrics = objstore.NewMetrics()
+	d.store = objstore.Wrap(d.base, objstore.Options{
+		Retry:   objstore.RetryOptions{Logger: d.log.With("component", "objstore")},
+		Limiter: d.limiter,
+		Metrics: d.metrics,
+	})
+	return nil
+}
+
+// ensureBucket creates the bucket, retrying transient failures until
+// storeStartTimeout.
+func ensureBucket(ctx context.Context, s3 *objstore.S3) error {
+	ctx, cancel := context.WithTimeout(ctx, storeStartTimeout)
+	defer cancel()
+	for {
+		err := s3.EnsureBucket(ctx)
+		if err == nil || !objstore.IsRetryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// storeProber adapts the daemon's store to control.StoreProber.
+type storeProber struct{ d *Daemon }
+
+// healthKey is a key that never exists; a Head of it proves the store
+// answers (not found) without touching data.
+const healthKey = ".sluice-health-probe"
+
+func (p storeProber) Probe(ctx context.Context) error {
+	_, err := p.d.base.Head(ctx, healthKey)
+	if err == nil || errors.Is(err, objstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (p storeProber) Describe() (kind, endpoint, bucket string) {
+	return p.d.base.Kind(), p.d.cfg.S3.Endpoint, p.d.cfg.S3.Bucket
+}
+
+// ControlAddr returns the control listener's address (useful with port 0).
+func (d *Daemon) ControlAddr() string { return d.ctrlLn.Addr().String() }
+
+// Store returns the daemon's object store (the wrapped production stack).
+func (d *Daemon) Store() objstore.Store { return d.store }
+
+// Metrics returns the object-store counters.
+func (d *Daemon) Metrics() *objstore.Metrics { return d.metrics }
+
+// shutdownTimeout bounds the graceful drain.
+const shutdownTimeout = 30 * time.Second
+
+// Run serves until ctx is done, then shuts down gracefully: stop accepting,
+// drain requests in flight, flush, close the state database.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := writeControlFile(d.cfg.DataDir, d.ControlAddr()); err != nil {
+		d.log.Warn("cannot write the control endpoint file", "err", err)
+	}
+	d.log.Info("sluiced running", "version", Version, "control", "http://"+d.ControlAddr(),
+		"data", d.cfg.DataDir, "object_store", d.base.Kind())
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.control.Serve(d.ctrlLn); err != nil {
+			errc <- fmt.Errorf("control API: %w", err)
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	case runErr = <-errc:
+		d.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := d.control.Shutdown(sctx); err != nil {
+		d.log.Warn("control API did not drain", "err", err)
+	}
+	wg.Wait()
+	_ = os.Remove(filepath.Join(d.cfg.DataDir, api.ControlEndpointFile))
+	if err := d.close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	d.log.Info("stopped")
+	return runErr
+}
+
+// close releases what New opened.
+func (d *Daemon) close() error {
+	var errs []error
+	if d.ctrlLn != nil {
+		_ = d.ctrlLn.Close()
+	}
+	if d.state != nil {
+		errs = append(errs, d.state.Close())
+		d.state = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,171 @@
+// Package client is a Go client of Sluice's control API, used by sluicectl
+// and by tests. It finds the endpoint and token the way sluicectl documents:
+// explicit values, then SLUICE_ENDPOINT / SLUICE_TOKEN, then the data
+// directory of a daemon on this machine.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicegw/sluice/control/api"
+)
+
+// DefaultEndpoint is used when nothing else names the API.
+const DefaultEndpoint = "http://127.0.0.1:8780"
+
+// Client calls the control API.
+type Client struct {
+	endpoint string
+	token    string
+	http     *http.Client
+}
+
+// Options locate the API. Empty fields are looked up (see Resolve).
+type Options struct {
+	Endpoint string
+	Token    string
+	DataDir  string
+	Timeout  time.Duration
+}
+
+// Resolve fills Endpoint and Token: a flag value wins, then SLUICE_ENDPOINT
+// and SLUICE_TOKEN, then DataDir's control.json and admin.token, then the
+// default endpoint.
+func Resolve(o Options) (Options, error) {
+	if o.Endpoint == "" {
+		o.Endpoint = os.Getenv("SLUICE_ENDPOINT")
+	}
+	if o.Token == "" {
+		o.Token = os.Getenv("SLUICE_TOKEN")
+	}
+	if o.DataDir != "" {
+		if o.Endpoint == "" {
+			raw, err := os.ReadFile(filepath.Join(o.DataDir, api.ControlEndpointFile))
+			if err == nil {
+				var ep api.ControlEndpoint
+				if json.Unmarshal(raw, &ep) == nil {
+					o.Endpoint = ep.URL
+				}
+			}
+		}
+		if o.Token == "" {
+			raw, err := os.ReadFile(filepath.Join(o.DataDir, api.AdminTokenFile))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return o, fmt.Errorf("reading the token: %w", err)
+			}
+			o.Token = strings.TrimSpace(string(raw))
+		}
+	}
+	if o.Endpoint == "" {
+		o.Endpoint = DefaultEndpoint
+	}
+	o.Endpoint = strings.TrimRight(o.Endpoint, "/")
+	if !strings.Contains(o.Endpoint, "://") {
+		o.Endpoint = "http://" + o.Endpoint
+	}
+	return o, nil
+}
+
+// New returns a client for resolved options.
+func New(o Options) *Client {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	return &Client{endpoint: o.Endpoint, token: o.Token, http: &http.Client{Timeout: o.Timeout}}
+}
+
+// Endpoint returns the API base URL.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// APIError is an error answer of the API.
+type APIError struct {
+	Status int
+	api.ErrorDetail
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d, %s)", e.Message, e.Status, e.Code)
+}
+
+// ErrUnreachable wraps failures to reach the API at all.
+var ErrUnreachable = errors.New("control API unreachable")
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (when non-nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", "sluicectl")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.endpoint, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		var e api.Error
+		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+			return &APIError{Status: resp.StatusCode, ErrorDetail: api.ErrorDetail{Code: "http_error", Message: strings.TrimSpace(string(raw))}}
+		}
+		return &APIError{Status: resp.StatusCode, ErrorDetail: e.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decoding the answer of %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Health calls GET /v1/health.
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var h api.Health
+	return h, c.Do(ctx, http.MethodGet, "/v1/health", nil, &h)
+}
+
+// Gateway calls GET /v1/gateway.
+func (c *Client) Gateway(ctx context.Context) (api.Gateway, error) {
+	var g api.Gateway
+	return g, c.Do(ctx, http.MethodGet, "/v1/gateway", nil, &g)
+}
+
+// Bandwidth calls GET /v1/gateway/bandwidth.
+func (c *Client) Bandwidth(ctx context.Context) (api.Bandwidth, error) {
+	var b api.Bandwidth
+	return b, c.Do(ctx, http.MethodGet, "/v1/gateway/bandwidth", nil, &b)
+}
+
+// SetBandwidth calls PUT /v1/gateway/bandwidth.
+func (c *Client) SetBandwidth(ctx context.Context, b api.Bandwidth) (api.Bandwidth, error) {
+	var out api.Bandwidth
+	return out, c.Do(ctx, http.MethodPut, "/v1/gateway/bandwidth", b, &out)
+}
