@@ -1,6 +1,7 @@
 package scsi
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 )
 
@@ -150,16 +151,18 @@ func AppendDesignator(dst []byte, protocol byte, piv bool, codeSet, assoc, typ b
 }
 
 // NAARegisteredExtended builds a 16-byte NAA IEEE Registered Extended
-// designator (NAA 6h) from a 24-bit IEEE company ID and the given unique
-// identifier bytes (the first 100 bits of id are used).
+// designator (NAA 6h) from a 24-bit IEEE company ID and a 16-byte unique
+// identifier. The designator has room for 100 identifier bits, so they are
+// taken from the SHA-256 digest of id: every bit of id matters, and distinct
+// ids give distinct designators with overwhelming probability.
 func NAARegisteredExtended(oui uint32, id [16]byte) []byte {
+	sum := sha256.Sum256(id[:])
+	hi, lo := binary.BigEndian.Uint64(sum[0:8]), binary.BigEndian.Uint64(sum[8:16])
 	b := make([]byte, 16)
-	// NAA (4 bits) | OUI (24 bits) | vendor specific identifier (36 bits)
-	// | vendor specific identifier extension (64 bits).
-	v := uint64(6)<<60 | uint64(oui&0xffffff)<<36 | binary.BigEndian.Uint64(id[0:8])>>28
-	binary.BigEndian.PutUint64(b[0:8], v)
-	ext := binary.BigEndian.Uint64(id[0:8])<<36 | binary.BigEndian.Uint64(id[8:16])>>28
-	binary.BigEndian.PutUint64(b[8:16], ext)
+	// NAA (4 bits) | company ID (24 bits) | vendor specific identifier (36
+	// bits) | vendor specific identifier extension (64 bits).
+	binary.BigEndian.PutUint64(b[0:8], uint64(6)<<60|uint64(oui&0xffffff)<<36|hi>>28)
+	binary.BigEndian.PutUint64(b[8:16], lo)
 	return b
 }
 

@@ -25,7 +25,7 @@ func EncodeLUN(lun uint64) [8]byte {
 // DecodeLUN is the inverse of EncodeLUN for single-level peripheral and
 // flat space LUNs; other formats are returned as the raw 64-bit value.
 func DecodeLUN(b [8]byte) uint64 {
-	if binary.BigEndian.Uint64(b[2:])&0xffffffffffff == 0 {
+	if b[2]|b[3]|b[4]|b[5]|b[6]|b[7] == 0 {
 		switch b[0] >> 6 {
 		case 0:
 			if b[0] == 0 {
