@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -48,6 +49,9 @@ type S3Config struct {
 	// Profile is the profile in that file (default AWS_PROFILE or
 	// "default").
 	Profile string `yaml:"profile"`
+	// StartTimeout bounds the wait for the store at start-up (default
+	// 20s); the daemon exits with code 4 when it passes.
+	StartTimeout time.Duration `yaml:"start_timeout"`
 }
 
 // BandwidthConfig holds the start-up bandwidth limits.

@@ -107,6 +107,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		},
 		OnBandwidthChange: d.saveBandwidth,
 	})
+	// The listener is bound, so clients that read the endpoint file now
+	// are queued until Run serves them.
+	if err := writeControlFile(cfg.DataDir, d.ControlAddr()); err != nil {
+		log.Warn("cannot write the control endpoint file", "err", err)
+	}
 	return d, nil
 }
 
@@ -132,7 +137,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		if err := ensureBucket(ctx, s3); err != nil {
+		if err := ensureBucket(ctx, s3, d.cfg.S3.StartTimeout); err != nil {
 			return fmt.Errorf("%w: %s bucket %s: %w", ErrStore, d.cfg.S3.Endpoint, d.cfg.S3.Bucket, err)
 		}
 		d.base = s3
@@ -151,10 +156,13 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	return nil
 }
 
-// ensureBucket creates the bucket, retrying transient failures until
-// storeStartTimeout.
-func ensureBucket(ctx context.Context, s3 *objstore.S3) error {
-	ctx, cancel := context.WithTimeout(ctx, storeStartTimeout)
+// ensureBucket creates the bucket, retrying transient failures until the
+// timeout (storeStartTimeout when zero).
+func ensureBucket(ctx context.Context, s3 *objstore.S3, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = storeStartTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		err := s3.EnsureBucket(ctx)
@@ -203,9 +211,6 @@ const shutdownTimeout = 30 * time.Second
 // Run serves until ctx is done, then shuts down gracefully: stop accepting,
 // drain requests in flight, flush, close the state database.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := writeControlFile(d.cfg.DataDir, d.ControlAddr()); err != nil {
-		d.log.Warn("cannot write the control endpoint file", "err", err)
-	}
 	d.log.Info("sluiced running", "version", Version, "control", "http://"+d.ControlAddr(),
 		"data", d.cfg.DataDir, "object_store", d.base.Kind())
 	var wg sync.WaitGroup
@@ -230,7 +235,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("control API did not drain", "err", err)
 	}
 	wg.Wait()
-	_ = os.Remove(filepath.Join(d.cfg.DataDir, api.ControlEndpointFile))
 	if err := d.close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -243,6 +247,7 @@ func (d *Daemon) close() error {
 	var errs []error
 	if d.ctrlLn != nil {
 		_ = d.ctrlLn.Close()
+		_ = os.Remove(filepath.Join(d.cfg.DataDir, api.ControlEndpointFile))
 	}
 	if d.state != nil {
 		errs = append(errs, d.state.Close())

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/sluicegw/sluice/appliance"
+	"github.com/sluicegw/sluice/control/api"
+)
+
+func startDaemon(t *testing.T) string {
+	t.Helper()
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ControlAddr = "127.0.0.1:0"
+	d, err := appliance.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return cfg.DataDir
+}
+
+func ctl(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCommands(t *testing.T) {
+	data := startDaemon(t)
+	code, out, errs := ctl(t, "--data", data, "status", "--output", "json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errs)
+	}
+	var h api.Health
+	if err := json.Unmarshal([]byte(out), &h); err != nil || h.Status != "ok" {
+		t.Fatalf("status json %q: %v", out, err)
+	}
+	if code, out, _ = ctl(t, "--data", data, "status"); code != 0 || !strings.Contains(out, "STATUS") {
+		t.Fatalf("status table: %d %q", code, out)
+	}
+	code, out, errs = ctl(t, "--data", data, "-o", "json", "gateway", "bandwidth", "--upload", "10MiB")
+	var b api.Bandwidth
+	if code != 0 || json.Unmarshal([]byte(out), &b) != nil || b.UploadBytesPerSec != 10<<20 {
+		t.Fatalf("bandwidth: %d %q %s", code, out, errs)
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"bad token", []string{"--data", data, "--token", "sluice_x.y", "gateway", "show"}, exitAuth},
+		{"unreachable", []string{"--endpoint", "http://127.0.0.1:1", "status"}, exitUnreachable},
+		{"bad output", []string{"--data", data, "--output", "yaml", "status"}, exitUsage},
+		{"bad size", []string{"--data", data, "gateway", "bandwidth", "--upload", "lots"}, exitUsage},
+		{"unknown flag", []string{"status", "--nope"}, exitUsage},
+		{"extra argument", []string{"--data", data, "status", "x"}, exitUsage},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if code, _, errs := ctl(t, c.args...); code != c.code {
+				t.Fatalf("exit %d, want %d: %s", code, c.code, errs)
+			}
+		})
+	}
+}
