@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +60,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 // serve runs the connection to its end.
 func (c *conn) serve() {
 	defer c.srv.connDone(c)
+	defer func() {
+		// A bug triggered by one peer must not take the server down.
+		if v := recover(); v != nil {
+			c.log.Error("iscsi connection panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.close()
+		}
+	}()
 	sess, err := c.login()
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -67,9 +75,21 @@ func (c *conn) serve() {
 		c.close()
 		return
 	}
-	err = sess.run()
+	err = c.runSafely(sess)
 	sess.end(err)
 	c.close()
+}
+
+// runSafely runs the session's read loop, turning a panic into an error
+// so the session is still torn down properly.
+func (c *conn) runSafely(s *session) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("iscsi connection panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = fmt.Errorf("iscsi: panic: %v", v)
+		}
+	}()
+	return s.run()
 }
 
 // close closes the socket once.

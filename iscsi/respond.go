@@ -60,6 +60,7 @@ func transferLength(lu scsi.LogicalUnit, cdb []byte) (int, bool) {
 // respond sends a task's data and status (unless it was aborted) and
 // frees the task.
 func (s *session) respond(t *task, n int, err error) {
+	t.responding = true
 	s.mu.Lock()
 	delete(s.tasks, t.itt)
 	aborted := t.aborted

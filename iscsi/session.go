@@ -57,7 +57,8 @@ type session struct {
 	readBytes  atomic.Uint64
 	writeBytes atomic.Uint64
 
-	endOnce sync.Once
+	endOnce   sync.Once
+	nexusOnce sync.Once
 }
 
 // newSession creates the session for a completed login, ending an older
@@ -213,10 +214,10 @@ func (s *session) end(cause error) {
 			s.cancel()
 		}
 		close(s.stopPinger)
+		s.mu.Lock()
 		if s.drainTimer != nil {
 			s.drainTimer.Stop()
 		}
-		s.mu.Lock()
 		s.closed = true
 		for itt, t := range s.tasks {
 			if !t.running {
@@ -228,6 +229,20 @@ func (s *session) end(cause error) {
 		s.inflight.Wait()
 		s.cancel()
 		s.c.close()
+		s.loseNexus()
+		<-s.pingerDone
+		if cause != nil && !clean && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
+			s.c.log.Info("iscsi session ended", "tsih", s.tsih, "initiator", s.nexus.InitiatorName, "err", cause)
+		} else {
+			s.c.log.Debug("iscsi session ended", "tsih", s.tsih, "initiator", s.nexus.InitiatorName)
+		}
+	})
+}
+
+// loseNexus tells the logical units the I_T nexus is gone and unregisters
+// the session. It runs once, before the logout response or at the end.
+func (s *session) loseNexus() {
+	s.nexusOnce.Do(func() {
 		if s.target != nil {
 			def := s.target.def.Load()
 			for _, lu := range def.LUNs {
@@ -239,12 +254,6 @@ func (s *session) end(cause error) {
 			delete(s.srv.sessions, s.tsih)
 		}
 		s.srv.mu.Unlock()
-		<-s.pingerDone
-		if cause != nil && !clean && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
-			s.c.log.Info("iscsi session ended", "tsih", s.tsih, "initiator", s.nexus.InitiatorName, "err", cause)
-		} else {
-			s.c.log.Debug("iscsi session ended", "tsih", s.tsih, "initiator", s.nexus.InitiatorName)
-		}
 	})
 }
 
@@ -426,6 +435,9 @@ func (s *session) handleLogout() error {
 		}
 		s.mu.Unlock()
 		s.inflight.Wait()
+		// The nexus ends with the logout: the initiator may use another
+		// session as soon as it has the response.
+		s.loseNexus()
 	}
 	o := &c.scratch[0]
 	o.reset()

@@ -51,8 +51,9 @@ type task struct {
 	r2ts        [maxR2T]r2tState
 	nr2t        int
 
-	running bool
-	aborted bool
+	running    bool
+	aborted    bool
+	responding bool
 
 	cmd  scsi.Command
 	pdus []outPDU
@@ -135,7 +136,7 @@ func (s *session) handleCommand() error {
 	t.edtl = edtl
 	t.received, t.unsolEnd, t.unsolDataSN, t.unsolOpen = 0, 0, 0, false
 	t.r2tNext, t.r2tSN, t.nr2t = 0, 0, 0
-	t.running, t.aborted = false, false
+	t.running, t.aborted, t.responding = false, false, false
 	t.cdbLen = copy(t.cdb[:], h[32:48])
 	if err := t.parseAHS(c.r.ahs); err != nil {
 		t.preset = err
@@ -165,7 +166,7 @@ func (s *session) handleCommand() error {
 	s.mu.Unlock()
 	s.commands.Add(1)
 
-	if t.preset != nil || !write {
+	if t.preset != nil || !write || edtl == 0 {
 		if err := c.r.discardData(); err != nil {
 			return err
 		}
@@ -260,7 +261,7 @@ func (s *session) handleDataOut() error {
 	ri := -1
 	if ttt == reservedTag {
 		if !t.unsolOpen || dsn != t.unsolDataSN || off != t.received || off+n > t.unsolEnd {
-			return fmt.Errorf("%w: bad unsolicited Data-Out (itt %#x off %d len %d datasn %d)", errProtocol, t.itt, off, n, dsn)
+			return s.failData(t, fmt.Errorf("%w: bad unsolicited Data-Out (itt %#x off %d len %d datasn %d)", errProtocol, t.itt, off, n, dsn))
 		}
 	} else {
 		for i := range t.r2ts[:t.nr2t] {
@@ -270,12 +271,12 @@ func (s *session) handleDataOut() error {
 			}
 		}
 		if ri < 0 {
-			return fmt.Errorf("%w: Data-Out with unknown TTT %#x", errProtocol, ttt)
+			return s.failData(t, fmt.Errorf("%w: Data-Out with unknown TTT %#x", errProtocol, ttt))
 		}
 		r = &t.r2ts[ri]
 		if dsn != r.dataSN || off != r.offset+r.received || r.received+n > r.length {
-			return fmt.Errorf("%w: bad Data-Out (itt %#x off %d len %d datasn %d, want off %d datasn %d)",
-				errProtocol, t.itt, off, n, dsn, r.offset+r.received, r.dataSN)
+			return s.failData(t, fmt.Errorf("%w: bad Data-Out (itt %#x off %d len %d datasn %d, want off %d datasn %d)",
+				errProtocol, t.itt, off, n, dsn, r.offset+r.received, r.dataSN))
 		}
 	}
 	if err := c.r.readData((*t.buf)[off : off+n]); err != nil {
@@ -301,10 +302,32 @@ func (s *session) handleDataOut() error {
 		t.nr2t--
 		return s.continueWrite(t)
 	} else if h.final() {
-		return fmt.Errorf("%w: F bit before the end of the burst", errProtocol)
+		return s.failTask(t, fmt.Errorf("%w: F bit before the end of the burst", errProtocol))
 	}
 	return nil
 }
+
+// failData drops the data segment of a Data-Out that breaks the sequence
+// rules and fails its task; the connection carries on.
+func (s *session) failData(t *task, cause error) error {
+	if err := s.c.r.discardData(); err != nil {
+		return err
+	}
+	return s.failTask(t, cause)
+}
+
+// failTask ends a task that is still receiving data with CHECK CONDITION,
+// ABORTED COMMAND / DATA PHASE ERROR. Later Data-Out PDUs for it are
+// discarded.
+func (s *session) failTask(t *task, cause error) error {
+	s.c.log.Debug("iscsi task failed", "itt", t.itt, "err", cause)
+	t.preset = scsi.NewSense(scsi.SenseAbortedCommand, ascDataPhaseError).Wrap(cause)
+	s.dispatch(t)
+	return nil
+}
+
+// ascDataPhaseError is DATA PHASE ERROR (4Bh/00h).
+const ascDataPhaseError scsi.ASC = 0x4b00
 
 // dispatch starts a task whose data is complete.
 func (s *session) dispatch(t *task) {
@@ -318,6 +341,13 @@ func (s *session) dispatch(t *task) {
 // execute runs a task on its logical unit and sends the response.
 func (s *session) execute(t *task) {
 	defer s.inflight.Done()
+	defer func() {
+		// A panicking logical unit fails its command, not the server.
+		if v := recover(); v != nil && !t.responding {
+			s.c.log.Error("iscsi logical unit panicked", "lun", t.lun, "panic", fmt.Sprint(v))
+			s.respond(t, 0, fmt.Errorf("iscsi: logical unit panicked: %v", v))
+		}
+	}()
 	cmd := &t.cmd
 	cmd.Nexus = s.nexus
 	cmd.LUN = t.lun
