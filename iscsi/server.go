@@ -144,7 +144,8 @@ type Config struct {
 	// SessionMemory bounds the command buffers a session may hold at once;
 	// commands beyond it get TASK SET FULL. Default 256 MiB.
 	SessionMemory int
-	// MaxTransferLength bounds one command's data transfer. Default 16 MiB.
+	// MaxTransferLength bounds one command's data transfer. Default 64 MiB
+	// (libiscsi's tests move 32 MiB in one command).
 	MaxTransferLength int
 	// PortalGroupTag is the target portal group tag. Default 1.
 	PortalGroupTag uint16
@@ -180,7 +181,7 @@ func (c *Config) setDefaults() {
 		c.SessionMemory = 256 << 20
 	}
 	if c.MaxTransferLength <= 0 {
-		c.MaxTransferLength = 16 << 20
+		c.MaxTransferLength = 64 << 20
 	}
 	if c.PortalGroupTag == 0 {
 		c.PortalGroupTag = 1
