@@ -108,6 +108,7 @@ func (d *Disk) blockLimits() []byte {
 		binary.BigEndian.PutUint32(b[24:], d.opts.UnmapGranularity)
 	}
 	binary.BigEndian.PutUint64(b[32:], d.opts.MaxWriteSameBlocks)
+	binary.BigEndian.PutUint32(b[40:], d.opts.MaxTransferBlocks) // MAXIMUM ATOMIC TRANSFER LENGTH
 	return b
 }
 

@@ -62,7 +62,13 @@ func opRead(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	if int64(len(cmd.DataIn)) < want {
 		want = int64(len(cmd.DataIn))
 	}
-	return d.readInto(ctx, cmd.DataIn[:want], int64(lba)<<d.bsShift)
+	// Shared stripe locks keep reads from seeing half of a COMPARE AND
+	// WRITE, ORWRITE or WRITE ATOMIC.
+	off := int64(lba) << d.bsShift
+	m := d.stripeMask(off, want)
+	d.lockStripes(m, false)
+	defer d.unlockStripes(m, false)
+	return d.readInto(ctx, cmd.DataIn[:want], off)
 }
 
 // readInto reads len(p) bytes at off; a partial trailing block goes

@@ -155,6 +155,7 @@ func diskOps(thin bool) opTable {
 		{op: 0x90, run: opPrefetch, acc: accRead, flags: 0x02},
 		{op: 0x91, run: opSyncCache, acc: accWrite, flags: 0x02},
 		{op: 0x93, run: opWriteSame, acc: accWrite, flags: 0xf9},
+		{op: 0x9c, run: opWriteAtomic, acc: accWrite, flags: 0xf8},
 		{op: 0x9e, sa: 0x10, hasSA: true, run: opReadCapacity16, acc: accAllowed},
 		{op: 0x9e, sa: 0x12, hasSA: true, run: opGetLBAStatus, acc: accRead},
 		{op: 0xa0, run: opReportLUNs, acc: accAllowed, spc2OK: true},

@@ -88,6 +88,37 @@ func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	return 0, d.writeLocked(ctx, buf, off, fua)
 }
 
+// opWriteAtomic serves WRITE ATOMIC(16) (SBC-4): a write that other
+// commands see either completely or not at all. It runs under the exclusive
+// stripe locks of its range, which every read and write of the disk
+// respects.
+func opWriteAtomic(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	if err := protectField(&c); err != nil {
+		return 0, err
+	}
+	lba, n := c.LBA, uint32(c.Uint16(12))
+	if err := d.checkXfer(lba, n); err != nil {
+		return 0, err
+	}
+	if err := d.writable(); err != nil {
+		return 0, err
+	}
+	size := int64(n) << d.bsShift
+	p := cmd.DataOut
+	if int64(len(p)) > size {
+		p = p[:size]
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	off := int64(lba) << d.bsShift
+	m := d.stripeMask(off, int64(len(p)))
+	d.lockStripes(m, true)
+	defer d.unlockStripes(m, true)
+	fua := c.Flags&flagFUA != 0 || !d.wce.Load()
+	return 0, d.writeLocked(ctx, p, off, fua)
+}
+
 // opWriteSame serves WRITE SAME(10/16) (SBC-3 5.41-5.43). A NUMBER OF
 // LOGICAL BLOCKS of zero means "to the end of the medium". With UNMAP and
 // an all-zero block the range is deallocated when the device can unmap;

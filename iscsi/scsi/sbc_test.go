@@ -300,3 +300,25 @@ func TestReadDefectData(t *testing.T) {
 		t.Fatalf("READ DEFECT DATA(12) %x", in)
 	}
 }
+
+func TestWriteAtomic(t *testing.T) {
+	h := newHarness(t, scsi.DiskOptions{MaxTransferBlocks: 8})
+	wa := func(lba uint64, n uint16, flags byte) []byte {
+		c := cdb16(0x9c, flags, lba, 0)
+		binary.BigEndian.PutUint16(c[12:], n)
+		return c
+	}
+	data := fill(1024, 'x')
+	h.do("write", wa(4, 2, 0x08), data, 0, good)
+	if !bytes.Equal(h.dev.Bytes(4*512, 1024), data) {
+		t.Fatal("WRITE ATOMIC did not write")
+	}
+	h.do("past end", wa(testBlocks-1, 2, 0), data, 0, outOfRange)
+	h.do("too long", wa(0, 9, 0), fill(9*512, 0), 0, badField)
+	h.do("wrprotect", wa(0, 1, 0x20), data[:512], 0, badField)
+	h.do("zero", wa(0, 0, 0), nil, 0, good)
+	bl := h.do("block limits", inquiryCDB(true, 0xb0, 64), nil, 64, good)
+	if binary.BigEndian.Uint32(bl[44:]) != 8 {
+		t.Fatalf("MAXIMUM ATOMIC TRANSFER LENGTH %d", binary.BigEndian.Uint32(bl[44:]))
+	}
+}
