@@ -191,7 +191,7 @@ func (c *conn) login() (*session, error) {
 	if err := c.nc.SetDeadline(deadline); err != nil {
 		return nil, fmt.Errorf("iscsi: set deadline: %w", err)
 	}
-	c.r.ioTimeout = 0
+	c.r.deadline = deadline
 	ls := &loginState{first: true, neg: newNegotiator(srv.limits)}
 	ev := LoginEvent{RemoteAddr: c.remote, SessionType: "Normal"}
 	for {
@@ -228,7 +228,7 @@ func (c *conn) login() (*session, error) {
 			return nil, err
 		}
 		if done {
-			c.r.ioTimeout = srv.cfg.IOTimeout
+			c.r.deadline = time.Time{}
 			return resp, nil
 		}
 	}

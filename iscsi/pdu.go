@@ -130,6 +130,8 @@ type pduReader struct {
 	// header has started, the rest must arrive within ioTimeout.
 	idle      time.Duration
 	ioTimeout time.Duration
+	// deadline, when set, bounds every read (the login phase).
+	deadline time.Time
 
 	hdr    bhs
 	ahsBuf [maxAHSLen]byte
@@ -144,8 +146,8 @@ func newPDUReader(conn net.Conn, maxData int) *pduReader {
 // readHeader reads the next BHS, AHS and header digest.
 func (p *pduReader) readHeader() error {
 	if p.conn != nil {
-		var dl time.Time
-		if p.idle > 0 {
+		dl := p.deadline
+		if p.idle > 0 && dl.IsZero() {
 			dl = time.Now().Add(p.idle)
 		}
 		if err := p.conn.SetReadDeadline(dl); err != nil {
@@ -155,7 +157,7 @@ func (p *pduReader) readHeader() error {
 	if _, err := io.ReadFull(p.r, p.hdr[:1]); err != nil {
 		return err
 	}
-	if p.conn != nil && p.ioTimeout > 0 {
+	if p.conn != nil && p.ioTimeout > 0 && p.deadline.IsZero() {
 		if err := p.conn.SetReadDeadline(time.Now().Add(p.ioTimeout)); err != nil {
 			return fmt.Errorf("iscsi: set read deadline: %w", err)
 		}

@@ -45,6 +45,7 @@ type session struct {
 	pingTTT    atomic.Uint32
 	pingSent   atomic.Int64
 	logoutSent atomic.Bool
+	stopRead   atomic.Bool
 	stopPinger chan struct{}
 	pingerDone chan struct{}
 	drainTimer *time.Timer
@@ -175,6 +176,9 @@ var errLogout = errors.New("logged out")
 func (s *session) run() error {
 	c := s.c
 	for {
+		if s.stopRead.Load() {
+			return ErrServerClosed
+		}
 		if err := c.r.readHeader(); err != nil {
 			return err
 		}
@@ -318,6 +322,7 @@ func (s *session) requestLogout() {
 	s.mu.Lock()
 	if s.drainTimer == nil && !s.closed {
 		s.drainTimer = time.AfterFunc(3*time.Second, func() {
+			s.stopRead.Store(true)
 			_ = s.c.nc.SetReadDeadline(time.Unix(1, 0))
 		})
 	}
