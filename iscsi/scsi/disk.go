@@ -88,6 +88,9 @@ type Disk struct {
 	stripes [casStripes]sync.RWMutex
 	wce     atomic.Bool // caching mode page WCE
 	swp     atomic.Bool // control mode page SWP
+	// resActive mirrors reserve6 != nil || pr.holder != nil so that the
+	// I/O path skips the reservation check without taking mu.
+	resActive atomic.Bool
 
 	mu       sync.Mutex // guards the fields below
 	prevent  map[Nexus]bool
@@ -178,6 +181,7 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 	if opts.InitialPR != nil {
 		d.pr.restore(opts.InitialPR)
 	}
+	d.syncResLocked()
 	return d, nil
 }
 
@@ -208,6 +212,7 @@ func (d *Disk) Reset(kind ResetKind, by Nexus) {
 	d.mu.Lock()
 	d.reserve6 = nil
 	clear(d.prevent)
+	d.syncResLocked()
 	d.mu.Unlock()
 	code := ASCBusDeviceResetOccurred
 	if kind != ResetLogicalUnit {
@@ -225,6 +230,7 @@ func (d *Disk) NexusLost(n Nexus) {
 		d.reserve6 = nil
 	}
 	delete(d.prevent, n)
+	d.syncResLocked()
 	d.mu.Unlock()
 	d.ua.Forget(n)
 }

@@ -327,6 +327,7 @@ func opPROut(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.syncResLocked()
 	p := &d.pr
 	me := p.find(cmd.Nexus)
 	switch {

@@ -7,6 +7,9 @@ import "context"
 // few commands (SPC-2 5.5.1), and a persistent reservation blocks according
 // to its type and the command's access class (SPC-4 5.12.1).
 func (d *Disk) checkReservation(n Nexus, o *opInfo, c *CDB) error {
+	if !d.resActive.Load() {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.reserve6 != nil && *d.reserve6 != n && !o.spc2OK {
@@ -44,6 +47,7 @@ func opReserve(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.syncResLocked()
 	if d.pr.holder != nil || len(d.pr.regs) > 0 {
 		return 0, ErrReservationConflict
 	}
@@ -63,6 +67,7 @@ func opRelease(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.syncResLocked()
 	if d.pr.holder != nil || len(d.pr.regs) > 0 {
 		return 0, ErrReservationConflict
 	}
@@ -70,4 +75,9 @@ func opRelease(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 		d.reserve6 = nil
 	}
 	return 0, nil
+}
+
+// syncResLocked refreshes resActive; d.mu must be held.
+func (d *Disk) syncResLocked() {
+	d.resActive.Store(d.reserve6 != nil || d.pr.holder != nil)
 }

@@ -12,7 +12,7 @@ const maxPendingUA = 8
 // a POWER ON, RESET, OR BUS DEVICE RESET OCCURRED condition. It is safe for
 // concurrent use; the zero value is not usable, call NewUnitAttentions.
 type UnitAttentions struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	pending map[Nexus][]ASC
 }
 
@@ -33,9 +33,15 @@ func (u *UnitAttentions) seenLocked(n Nexus) []ASC {
 
 // Peek reports the oldest pending condition for n without clearing it.
 func (u *UnitAttentions) Peek(n Nexus) (ASC, bool) {
+	u.mu.RLock()
+	q, ok := u.pending[n]
+	u.mu.RUnlock()
+	if ok && len(q) == 0 {
+		return 0, false
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	q := u.seenLocked(n)
+	q = u.seenLocked(n)
 	if len(q) == 0 {
 		return 0, false
 	}
@@ -44,9 +50,17 @@ func (u *UnitAttentions) Peek(n Nexus) (ASC, bool) {
 
 // Next removes and returns the oldest pending condition for n.
 func (u *UnitAttentions) Next(n Nexus) (ASC, bool) {
+	// Fast path for the common case, a known nexus with nothing pending:
+	// only a shared lock.
+	u.mu.RLock()
+	q, ok := u.pending[n]
+	u.mu.RUnlock()
+	if ok && len(q) == 0 {
+		return 0, false
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	q := u.seenLocked(n)
+	q = u.seenLocked(n)
 	if len(q) == 0 {
 		return 0, false
 	}
