@@ -1,0 +1,381 @@
+package nfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/objstore"
+)
+
+// uploader runs the upload workers, the settle scanner and the evictor.
+type uploader struct {
+	s *Server
+	q chan *cfile
+}
+
+func newUploader(s *Server) *uploader {
+	return &uploader{s: s, q: make(chan *cfile, 1<<16)}
+}
+
+// enqueue queues f for upload unless it is queued already.
+func (u *uploader) enqueue(f *cfile) {
+	f.mu.Lock()
+	if f.queued {
+		f.mu.Unlock()
+		return
+	}
+	f.queued = true
+	f.mu.Unlock()
+	select {
+	case u.q <- f:
+	default: // the settle scanner will queue it again
+		f.mu.Lock()
+		f.queued = false
+		f.mu.Unlock()
+	}
+}
+
+// run works until quit is closed.
+func (u *uploader) run(quit <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-quit; cancel() }()
+	var wg sync.WaitGroup
+	for range u.s.cfg.UploadConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case f := <-u.q:
+					u.uploadOne(ctx, f)
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(min(u.s.cfg.SettleTime/4+time.Millisecond, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-tick.C:
+			u.scan(false)
+		case <-u.s.cache.wake:
+			u.evict()
+		}
+	}
+}
+
+// shares returns the served shares.
+func (u *uploader) shares() []*share {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	out := make([]*share, 0, len(u.s.shares))
+	for _, x := range u.s.shares {
+		out = append(out, x)
+	}
+	return out
+}
+
+// scan queues files idle for the settle time (all pending files with
+// force) and returns how many files still have pending changes.
+func (u *uploader) scan(force bool) int {
+	pending := 0
+	now := time.Now()
+	for _, x := range u.shares() {
+		x.sweep()
+		x.mu.Lock()
+		var ready []*cfile
+		for _, f := range x.files {
+			f.mu.Lock()
+			if f.pending() && !f.gone {
+				pending++
+				if !f.queued && !f.uploading && (force || now.Sub(f.lastWrite) >= u.s.cfg.SettleTime) && now.After(f.retryAt) {
+					ready = append(ready, f)
+				}
+			}
+			f.mu.Unlock()
+		}
+		x.mu.Unlock()
+		for _, f := range ready {
+			u.enqueue(f)
+		}
+	}
+	return pending
+}
+
+// drain uploads every pending file of shares, until none is left or ctx
+// ends.
+func (u *uploader) drain(ctx context.Context, shares []*share) error {
+	for {
+		if u.scan(true) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nfs: files left to upload at shutdown (kept in the cache): %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (u *uploader) uploadOne(ctx context.Context, f *cfile) {
+	f.mu.Lock()
+	f.queued = false
+	f.mu.Unlock()
+	if err := f.x.upload(ctx, f); err != nil {
+		f.x.log.Warn("upload failed, will retry", "path", f.path, "err", err)
+		f.mu.Lock()
+		f.retryAt = time.Now().Add(2 * time.Second)
+		f.mu.Unlock()
+	}
+}
+
+// evict drops least recently used clean files until the cache is under
+// nine tenths of its limit.
+func (u *uploader) evict() {
+	c := u.s.cache
+	target := c.limit / 10 * 9
+	type cand struct {
+		x *share
+		f *cfile
+		t time.Time
+	}
+	var cands []cand
+	for _, x := range u.shares() {
+		x.mu.Lock()
+		for _, f := range x.files {
+			f.mu.Lock()
+			if !f.pending() && !f.uploading && len(f.present) > 0 {
+				cands = append(cands, cand{x, f, f.lastUse})
+			}
+			f.mu.Unlock()
+		}
+		x.mu.Unlock()
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].t.Before(cands[j].t) })
+	for _, cd := range cands {
+		if c.used.Load() <= target {
+			return
+		}
+		cd.x.mu.Lock()
+		if cd.f.mu.TryLock() {
+			if !cd.f.pending() && !cd.f.uploading {
+				cd.f.removeData()
+				cd.f.gone = true
+				delete(cd.x.files, cd.f.id)
+			}
+			cd.f.mu.Unlock()
+		}
+		cd.x.mu.Unlock()
+	}
+}
+
+// upload sends f's pending changes to the store: metadata only with a
+// server-side self-copy, small files with one PUT, large files with a
+// multipart upload whose unchanged parts are copied server-side from the
+// previous version.
+func (x *share) upload(ctx context.Context, f *cfile) error {
+	f.upMu.Lock()
+	defer f.upMu.Unlock()
+	return x.uploadHeld(ctx, f)
+}
+
+// uploadHeld is upload with f.upMu already held.
+func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
+	f.mu.Lock()
+	if f.gone || !f.pending() {
+		f.mu.Unlock()
+		return nil
+	}
+	gen, p, a, size := f.gen, f.path, f.a, f.a.size
+	metaOnly := !f.dataDirty && !f.local
+	base, baseSize, local := f.base, f.baseSize, f.local
+	dirty := append(bitmap(nil), f.dirty...)
+	f.lowWater = size
+	f.uploading = true
+	partSize := x.srv.cfg.PartSize
+	for size/partSize >= 10000 {
+		partSize *= 2
+	}
+	multipart := size > partSize
+	var err error
+	// Bring in every block that will be sent (not copied) from the store.
+	switch {
+	case metaOnly:
+	case !multipart || local || base == "":
+		err = f.fetch(ctx, 0, size, 0)
+	default:
+		for off := int64(0); off < size && err == nil; off += partSize {
+			end := min(size, off+partSize)
+			if !canCopy(dirty, off, end, baseSize) {
+				err = f.fetch(ctx, off, end, 0)
+			}
+		}
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.uploading = false
+		f.mu.Unlock()
+	}()
+	if err != nil {
+		return err
+	}
+	key := x.key(p)
+	md := metaOf(a)
+	var oi objstore.ObjectInfo
+	var copied int64
+	switch {
+	case metaOnly:
+		oi, err = x.store.Copy(ctx, key, key, objstore.CopyOptions{ReplaceMetadata: true, Metadata: md, IfMatch: base})
+		copied = size
+	case !multipart:
+		df, oerr := os.Open(f.dataPath())
+		if oerr != nil && !errors.Is(oerr, os.ErrNotExist) {
+			return fmt.Errorf("upload %s: %w", p, oerr)
+		}
+		if df != nil {
+			defer df.Close()
+		}
+		oi, err = x.store.Put(ctx, key, sectionReader(df, 0, size), size, objstore.PutOptions{Metadata: md})
+	default:
+		oi, copied, err = x.multipart(ctx, f, key, md, size, partSize, dirty, base, baseSize, local)
+	}
+	if err != nil && metaOnly && errors.Is(err, objstore.ErrPreconditionFailed) {
+		// The object changed in the store meanwhile: its version wins.
+		f.mu.Lock()
+		if f.gen == gen {
+			f.metaDirty = false
+			_ = f.saveJournal(false)
+		}
+		f.mu.Unlock()
+		x.log.Info("attribute change dropped: object changed in the store", "path", p)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", p, err)
+	}
+	f.mu.Lock()
+	f.base = oi.ETag
+	f.baseSize = min(size, f.lowWater)
+	f.local = false
+	clean := f.gen == gen && !f.gone
+	if clean {
+		f.dataDirty, f.metaDirty = false, false
+		f.dirty = nil
+	}
+	if !f.gone {
+		_ = f.saveJournal(false)
+	}
+	cur := f.a
+	f.mu.Unlock()
+	if clean {
+		cur.etag = oi.ETag
+		x.setNode(p, cur)
+	}
+	dir, name := splitPath(p)
+	x.listAdd(dir, name, dirEnt{typ: typeReg, size: size, etag: oi.ETag, mtime: a.mtime})
+	x.log.Debug("uploaded", "path", p, "size", size, "multipart", multipart, "copied", copied)
+	if cb := x.srv.cfg.OnUpload; cb != nil {
+		cb(UploadEvent{Share: x.cfg.Name, Path: p, Key: key, Size: size, ETag: oi.ETag,
+			Multipart: multipart && !metaOnly, CopiedBytes: copied, Time: time.Now()})
+	}
+	return nil
+}
+
+// sectionReader reads n bytes at off of the cached data file df (nil when
+// there is none), with zeros where the sparse file ends early.
+func sectionReader(df *os.File, off, n int64) io.Reader {
+	var r io.Reader = zeroReader{}
+	if df != nil {
+		r = io.MultiReader(io.NewSectionReader(df, off, n), r)
+	}
+	return io.LimitReader(r, n)
+}
+
+// canCopy reports whether the part [off, end) can be copied from the
+// previous version: none of it is dirty and all of it is still valid there.
+func canCopy(dirty bitmap, off, end, baseSize int64) bool {
+	return end <= baseSize && !dirty.anyIn(off/blockSize, (end+blockSize-1)/blockSize)
+}
+
+// multipart uploads f in parts of partSize, UploadConcurrency at once.
+func (x *share) multipart(ctx context.Context, f *cfile, key string, md map[string]string, size, partSize int64,
+	dirty bitmap, base string, baseSize int64, local bool) (objstore.ObjectInfo, int64, error) {
+	id, err := x.store.CreateMultipart(ctx, key, objstore.PutOptions{Metadata: md})
+	if err != nil {
+		return objstore.ObjectInfo{}, 0, err
+	}
+	df, err := os.Open(f.dataPath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		_ = x.store.AbortMultipart(ctx, key, id)
+		return objstore.ObjectInfo{}, 0, err
+	}
+	if df != nil {
+		defer df.Close()
+	}
+	n := int((size + partSize - 1) / partSize)
+	parts := make([]objstore.Part, n)
+	var (
+		mu     sync.Mutex
+		first  error
+		copied int64
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, x.srv.cfg.UploadConcurrency)
+	)
+	for i := range n {
+		off := int64(i) * partSize
+		end := min(size, off+partSize)
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			var p objstore.Part
+			var err error
+			if !local && base != "" && canCopy(dirty, off, end, baseSize) {
+				p, err = x.store.UploadPartCopy(ctx, key, id, i+1, key, off, end-off)
+				mu.Lock()
+				copied += end - off
+				mu.Unlock()
+			} else {
+				p, err = x.store.UploadPart(ctx, key, id, i+1, sectionReader(df, off, end-off), end-off)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			parts[i] = p
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		_ = x.store.AbortMultipart(context.WithoutCancel(ctx), key, id)
+		return objstore.ObjectInfo{}, 0, first
+	}
+	oi, err := x.store.CompleteMultipart(ctx, key, id, parts)
+	if err != nil {
+		_ = x.store.AbortMultipart(context.WithoutCancel(ctx), key, id)
+		return objstore.ObjectInfo{}, 0, err
+	}
+	return oi, copied, nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
