@@ -29,37 +29,65 @@ type opInfo struct {
 	op    byte
 	sa    uint16
 	hasSA bool
-	// cdbLen is the CDB length reported by REPORT SUPPORTED OPERATION
-	// CODES.
+	// cdbLen, flags and timeout become the CommandInfo fields of the same
+	// names.
 	cdbLen int
-	// flags is the CDB usage bit map of byte 1 (other bytes are reported
-	// as fully used, the control byte as unused).
-	flags byte
-	run   opHandler
-	acc   access
+	flags  byte
+	run    opHandler
+	acc    access
 	// spc2OK marks commands another nexus may run while a RESERVE(6)
 	// reservation is held (SPC-2 5.5.1).
-	spc2OK bool
-	// timeout is the recommended command timeout in seconds for RCTD.
+	spc2OK  bool
 	timeout uint32
 }
 
-// usage returns the CDB usage data of the command.
-func (o *opInfo) usage() []byte {
-	u := make([]byte, o.cdbLen)
+// CommandInfo describes one supported command to REPORT SUPPORTED
+// OPERATION CODES (see ReportSupportedOpcodes).
+type CommandInfo struct {
+	Opcode           byte
+	ServiceAction    uint16
+	HasServiceAction bool
+	// CDBLen is the CDB length; 0 means CDBLen(Opcode).
+	CDBLen int
+	// Flags is the CDB usage bit map of byte 1 (other bytes are reported
+	// as fully used, the control byte as unused).
+	Flags byte
+	// Timeout is the nominal and recommended command timeout in seconds
+	// (0: 30 s).
+	Timeout uint32
+}
+
+func (ci *CommandInfo) cdbLen() int {
+	if ci.CDBLen != 0 {
+		return ci.CDBLen
+	}
+	return CDBLen(ci.Opcode)
+}
+
+func (ci *CommandInfo) timeout() uint32 {
+	if ci.Timeout != 0 {
+		return ci.Timeout
+	}
+	return 30
+}
+
+// Usage returns the CDB usage data of the command.
+func (ci *CommandInfo) Usage() []byte {
+	n := ci.cdbLen()
+	u := make([]byte, n)
 	for i := range u {
 		u[i] = 0xff
 	}
-	u[0] = o.op
-	u[1] = o.flags
-	if o.hasSA {
-		if o.op == 0x7f {
-			u[8], u[9] = byte(o.sa>>8), byte(o.sa)
+	u[0] = ci.Opcode
+	u[1] = ci.Flags
+	if ci.HasServiceAction {
+		if ci.Opcode == 0x7f {
+			u[8], u[9] = byte(ci.ServiceAction>>8), byte(ci.ServiceAction)
 		} else {
-			u[1] = o.flags&0xe0 | byte(o.sa)
+			u[1] = ci.Flags&0xe0 | byte(ci.ServiceAction)
 		}
 	}
-	u[o.cdbLen-1] = 0
+	u[n-1] = 0
 	return u
 }
 
@@ -68,7 +96,8 @@ type opTable struct {
 	plain [256]*opInfo
 	sa    map[uint32]*opInfo
 	saOp  [256]bool
-	all   []*opInfo
+	// infos lists every command in opcode / service action order.
+	infos []CommandInfo
 }
 
 func (t *opTable) lookup(op byte, sa uint16) *opInfo {
@@ -84,25 +113,22 @@ func newOpTable(list []opInfo) opTable {
 	t := opTable{sa: make(map[uint32]*opInfo)}
 	for i := range list {
 		o := &list[i]
-		if o.cdbLen == 0 {
-			o.cdbLen = CDBLen(o.op)
-		}
-		if o.timeout == 0 {
-			o.timeout = 30
-		}
 		if o.hasSA {
 			t.saOp[o.op] = true
 			t.sa[uint32(o.op)<<16|uint32(o.sa)] = o
 		} else {
 			t.plain[o.op] = o
 		}
-		t.all = append(t.all, o)
+		t.infos = append(t.infos, CommandInfo{
+			Opcode: o.op, ServiceAction: o.sa, HasServiceAction: o.hasSA,
+			CDBLen: o.cdbLen, Flags: o.flags, Timeout: o.timeout,
+		})
 	}
-	sort.Slice(t.all, func(i, j int) bool {
-		if t.all[i].op != t.all[j].op {
-			return t.all[i].op < t.all[j].op
+	sort.Slice(t.infos, func(i, j int) bool {
+		if t.infos[i].Opcode != t.infos[j].Opcode {
+			return t.infos[i].Opcode < t.infos[j].Opcode
 		}
-		return t.all[i].sa < t.all[j].sa
+		return t.infos[i].ServiceAction < t.infos[j].ServiceAction
 	})
 	return t
 }

@@ -9,36 +9,41 @@ import (
 // (SPC-4 6.35) from the command table, with CDB usage data and, with RCTD,
 // command timeouts descriptors.
 func opReportOpcodes(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
-	return reportOpcodes(cmd, &c, d.ops.all)
+	return ReportSupportedOpcodes(cmd, &c, d.ops.infos)
 }
 
-// reportOpcodes answers REPORT SUPPORTED OPERATION CODES for a logical unit
-// whose commands are ops.
-func reportOpcodes(cmd *Command, c *CDB, ops []*opInfo) (int, error) {
+// ReportSupportedOpcodes answers MAINTENANCE IN / REPORT SUPPORTED
+// OPERATION CODES (SPC-4 6.35) for a logical unit whose commands are ops,
+// sorted by opcode and service action: all commands (reporting options
+// 000b) or one command (001b, 010b, 011b), with command timeouts
+// descriptors when RCTD is set. It writes into cmd.DataIn honouring the
+// allocation length.
+func ReportSupportedOpcodes(cmd *Command, c *CDB, ops []CommandInfo) (int, error) {
 	rctd := c.Raw[2]&0x80 != 0
 	opts := c.Raw[2] & 0x07
 	reqOp, reqSA := c.Raw[3], c.Uint16(4)
 	alloc := int(c.Uint32(6))
-	timeoutDesc := func(dst []byte, o *opInfo) []byte {
+	timeoutDesc := func(dst []byte, o *CommandInfo) []byte {
 		var t [12]byte
 		binary.BigEndian.PutUint16(t[0:], 10)
-		binary.BigEndian.PutUint32(t[4:], o.timeout)
-		binary.BigEndian.PutUint32(t[8:], o.timeout)
+		binary.BigEndian.PutUint32(t[4:], o.timeout())
+		binary.BigEndian.PutUint32(t[8:], o.timeout())
 		return append(dst, t[:]...)
 	}
 	if opts == 0 {
 		out := make([]byte, 4, 4+20*len(ops))
-		for _, o := range ops {
+		for i := range ops {
+			o := &ops[i]
 			var desc [8]byte
-			desc[0] = o.op
-			binary.BigEndian.PutUint16(desc[2:], o.sa)
-			if o.hasSA {
+			desc[0] = o.Opcode
+			binary.BigEndian.PutUint16(desc[2:], o.ServiceAction)
+			if o.HasServiceAction {
 				desc[5] |= 0x01
 			}
 			if rctd {
 				desc[5] |= 0x02
 			}
-			binary.BigEndian.PutUint16(desc[6:], uint16(o.cdbLen))
+			binary.BigEndian.PutUint16(desc[6:], uint16(o.cdbLen()))
 			out = append(out, desc[:]...)
 			if rctd {
 				out = timeoutDesc(out, o)
@@ -48,11 +53,12 @@ func reportOpcodes(cmd *Command, c *CDB, ops []*opInfo) (int, error) {
 		return Respond(cmd, out, alloc), nil
 	}
 	hasSA := false
-	var found *opInfo
-	for _, o := range ops {
-		if o.op == reqOp {
-			hasSA = hasSA || o.hasSA
-			if !o.hasSA || o.sa == reqSA {
+	var found *CommandInfo
+	for i := range ops {
+		o := &ops[i]
+		if o.Opcode == reqOp {
+			hasSA = hasSA || o.HasServiceAction
+			if !o.HasServiceAction || o.ServiceAction == reqSA {
 				found = o
 			}
 		}
@@ -79,7 +85,7 @@ func reportOpcodes(cmd *Command, c *CDB, ops []*opInfo) (int, error) {
 	if rctd {
 		out[1] |= 0x80
 	}
-	u := found.usage()
+	u := found.Usage()
 	binary.BigEndian.PutUint16(out[2:], uint16(len(u)))
 	out = append(out, u...)
 	if rctd {
