@@ -42,7 +42,8 @@ type DiskOptions struct {
 	// 1 MiB worth of blocks).
 	MaxTransferBlocks uint32
 	// MaxWriteSameBlocks is the MAXIMUM WRITE SAME LENGTH in blocks
-	// (default 64 MiB worth of blocks).
+	// (default 64 MiB worth of blocks, but at most 65535, the largest
+	// count WRITE SAME(10) can carry).
 	MaxWriteSameBlocks uint64
 	// MaxUnmapBlocks (default 64 MiB worth of blocks) and
 	// MaxUnmapDescriptors (default 256) bound one UNMAP command.
@@ -141,7 +142,7 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 		opts.MaxTransferBlocks = uint32(1 << 20 >> shift)
 	}
 	if opts.MaxWriteSameBlocks == 0 {
-		opts.MaxWriteSameBlocks = 64 << 20 >> shift
+		opts.MaxWriteSameBlocks = min(uint64(64<<20)>>shift, 0xffff)
 	}
 	if opts.MaxCompareBlocks == 0 {
 		opts.MaxCompareBlocks = 255

@@ -120,9 +120,12 @@ func opWriteAtomic(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, erro
 }
 
 // opWriteSame serves WRITE SAME(10/16) (SBC-3 5.41-5.43). A NUMBER OF
-// LOGICAL BLOCKS of zero means "to the end of the medium". With UNMAP and
-// an all-zero block the range is deallocated when the device can unmap;
-// NDOB (16 only) means a block of zeros without a data-out buffer.
+// LOGICAL BLOCKS of zero means "to the end of the medium". With UNMAP on a
+// thin-provisioned disk (the device implements Unmapper) the range is
+// deallocated whatever the data block holds, and reads back as zeros
+// (LBPRZ), as initiators and libiscsi's conformance suite expect; without
+// an Unmapper the block is written. NDOB (16 only) means a block of zeros
+// without a data-out buffer.
 func opWriteSame(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	if err := protectField(&c); err != nil {
 		return 0, err
@@ -170,7 +173,7 @@ func opWriteSame(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error)
 		return 0, nil
 	}
 	off, size := int64(lba)<<d.bsShift, int64(n)<<d.bsShift
-	if unmap && d.unmapper != nil && firstDiff(block, make([]byte, d.bs)) < 0 {
+	if unmap && d.unmapper != nil {
 		return 0, d.unmapRange(ctx, off, size)
 	}
 	return 0, d.writeRepeated(ctx, block, off, size)
