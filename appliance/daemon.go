@@ -21,6 +21,7 @@ import (
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/state"
+	"github.com/sluicegw/sluice/iscsi"
 )
 
 // Version is the daemon's version.
@@ -56,6 +57,9 @@ type Daemon struct {
 	registry *prometheus.Registry
 	control  *control.Server
 	ctrlLn   net.Listener
+	iscsi    *iscsi.Server
+	iscsiLn  net.Listener
+	volumes  *volumeManager
 }
 
 // storeStartTimeout bounds the first contact with the object store.
@@ -91,6 +95,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		log.Info("created the first admin API token", "file", path)
 	}
 	d.registry.MustRegister(d.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.iscsiLn, err = net.Listen("tcp", cfg.ISCSIAddr); err != nil {
+		return nil, fmt.Errorf("%w: iSCSI on %s: %w", ErrListen, cfg.ISCSIAddr, err)
+	}
+	d.iscsi = iscsi.NewServer(iscsi.Config{
+		Logger:  log.With("component", "iscsi"),
+		OnLogin: d.onISCSILogin,
+	})
+	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi); err != nil {
+		return nil, err
+	}
 	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
 		return nil, fmt.Errorf("%w: control API on %s: %w", ErrListen, cfg.ControlAddr, err)
 	}
@@ -103,9 +117,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Gatherer:  d.registry,
 		Gateway: api.Gateway{
 			DataDir: cfg.DataDir, ControlAddr: d.ctrlLn.Addr().String(),
-			ISCSIAddr: cfg.ISCSIAddr, NFSAddr: cfg.NFSAddr, ObjectStore: d.base.Kind(),
+			ISCSIAddr: d.iscsiLn.Addr().String(), NFSAddr: cfg.NFSAddr, ObjectStore: d.base.Kind(),
 		},
 		OnBandwidthChange: d.saveBandwidth,
+		Volumes:           d.volumes,
 	})
 	// The listener is bound, so clients that read the endpoint file now
 	// are queued until Run serves them.
@@ -196,6 +211,19 @@ func (p storeProber) Describe() (kind, endpoint, bucket string) {
 	return p.d.base.Kind(), p.d.cfg.S3.Endpoint, p.d.cfg.S3.Bucket
 }
 
+// onISCSILogin logs every iSCSI login attempt (never with secrets).
+func (d *Daemon) onISCSILogin(ev iscsi.LoginEvent) {
+	attrs := []any{"initiator", ev.Initiator, "target", ev.Target, "remote", ev.RemoteAddr, "type", ev.SessionType}
+	if ev.Success {
+		d.log.Info("iSCSI login", attrs...)
+		return
+	}
+	d.log.Warn("iSCSI login refused", append(attrs, "reason", ev.Reason, "status_class", ev.StatusClass, "status_detail", ev.StatusDetail)...)
+}
+
+// ISCSIAddr returns the iSCSI listener's address.
+func (d *Daemon) ISCSIAddr() string { return d.iscsiLn.Addr().String() }
+
 // ControlAddr returns the control listener's address (useful with port 0).
 func (d *Daemon) ControlAddr() string { return d.ctrlLn.Addr().String() }
 
@@ -212,14 +240,20 @@ const shutdownTimeout = 30 * time.Second
 // drain requests in flight, flush, close the state database.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("sluiced running", "version", Version, "control", "http://"+d.ControlAddr(),
-		"data", d.cfg.DataDir, "object_store", d.base.Kind())
+		"iscsi", d.ISCSIAddr(), "data", d.cfg.DataDir, "object_store", d.base.Kind())
 	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Add(1)
+	errc := make(chan error, 2)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := d.control.Serve(d.ctrlLn); err != nil {
 			errc <- fmt.Errorf("control API: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.iscsi.Serve(d.iscsiLn); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
+			errc <- fmt.Errorf("iSCSI: %w", err)
 		}
 	}()
 	var runErr error
@@ -234,7 +268,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.control.Shutdown(sctx); err != nil {
 		d.log.Warn("control API did not drain", "err", err)
 	}
+	// Sessions end after their commands in flight complete; then every
+	// volume is flushed before the devices close.
+	if err := d.iscsi.Shutdown(sctx); err != nil {
+		d.log.Warn("iSCSI sessions did not drain", "err", err)
+	}
 	wg.Wait()
+	if err := d.volumes.flush(sctx); err != nil {
+		d.log.Error("flushing volumes", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
 	if err := d.close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -245,6 +290,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 // close releases what New opened.
 func (d *Daemon) close() error {
 	var errs []error
+	if d.iscsiLn != nil {
+		_ = d.iscsiLn.Close()
+	}
+	if d.volumes != nil {
+		errs = append(errs, d.volumes.close())
+		d.volumes = nil
+	}
 	if d.ctrlLn != nil {
 		_ = d.ctrlLn.Close()
 		_ = os.Remove(filepath.Join(d.cfg.DataDir, api.ControlEndpointFile))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,11 +21,20 @@ func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.ControlAddr = "127.0.0.1:0"
+	cfg.ISCSIAddr = "127.0.0.1:0"
+	cfg.NFSAddr = "127.0.0.1:0"
 	return cfg
 }
 
 // startDaemon runs a daemon until the test ends and returns a client.
 func startDaemon(t *testing.T, cfg Config) (*Daemon, *client.Client) {
+	d, c, _ := runDaemon(t, cfg)
+	return d, c
+}
+
+// runDaemon runs a daemon and returns a client and a stop function (also
+// called when the test ends; calling it twice is harmless).
+func runDaemon(t *testing.T, cfg Config) (*Daemon, *client.Client, func()) {
 	t.Helper()
 	d, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -33,17 +43,21 @@ func startDaemon(t *testing.T, cfg Config) (*Daemon, *client.Client) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	opts, err := client.Resolve(client.Options{Endpoint: d.ControlAddr(), DataDir: cfg.DataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d, client.New(opts)
+	return d, client.New(opts), stop
 }
 
 func TestDaemonEmbedded(t *testing.T) {

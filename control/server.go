@@ -63,6 +63,8 @@ type Config struct {
 	Gateway api.Gateway
 	// OnBandwidthChange, when set, persists a new limit.
 	OnBandwidthChange func(api.Bandwidth) error
+	// Volumes, when set, serves /v1/volumes.
+	Volumes Volumes
 }
 
 // Server is the control plane's HTTP server.
@@ -100,6 +102,7 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/gateway", s.getGateway)
 	s.route("GET /v1/gateway/bandwidth", s.getBandwidth)
 	s.route("PUT /v1/gateway/bandwidth", s.putBandwidth)
+	s.volumeRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -17,6 +18,8 @@ func startDaemon(t *testing.T) string {
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.ControlAddr = "127.0.0.1:0"
+	cfg.ISCSIAddr = "127.0.0.1:0"
+	cfg.NFSAddr = "127.0.0.1:0"
 	d, err := appliance.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +59,33 @@ func TestCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &b) != nil || b.UploadBytesPerSec != 10<<20 {
 		t.Fatalf("bandwidth: %d %q %s", code, out, errs)
 	}
+	secretFile := t.TempDir() + "/secret"
+	if err := os.WriteFile(secretFile, []byte("a-long-chap-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = ctl(t, "--data", data, "-o", "json", "volume", "create", "v1", "--size", "64MiB",
+		"--chap-user", "bob", "--chap-secret-file", secretFile, "--allow-initiator", "iqn.2026-11.test:host1")
+	var v api.Volume
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.SizeBytes != 64<<20 || v.CHAPUser != "bob" || len(v.AllowedInitiators) != 1 {
+		t.Fatalf("volume create: %d %q %s", code, out, errs)
+	}
+	if strings.Contains(out, "a-long-chap-secret") {
+		t.Fatal("volume create printed the secret")
+	}
+	if code, out, _ = ctl(t, "--data", data, "volume", "list"); code != 0 || !strings.Contains(out, "v1") || !strings.Contains(out, "one-way") {
+		t.Fatalf("volume list: %d %q", code, out)
+	}
+	if code, _, _ = ctl(t, "--data", data, "volume", "show", "v1"); code != 0 {
+		t.Fatalf("volume show: %d", code)
+	}
 	cases := []struct {
 		name string
 		args []string
 		code int
 	}{
+		{"volume exists", []string{"--data", data, "volume", "create", "v1", "--size", "64MiB"}, exitAPI},
+		{"volume without size", []string{"--data", data, "volume", "create", "v2"}, exitUsage},
+		{"missing volume", []string{"--data", data, "volume", "show", "nope"}, exitNotFound},
 		{"bad token", []string{"--data", data, "--token", "sluice_x.y", "gateway", "show"}, exitAuth},
 		{"unreachable", []string{"--endpoint", "http://127.0.0.1:1", "status"}, exitUnreachable},
 		{"bad output", []string{"--data", data, "--output", "yaml", "status"}, exitUsage},
@@ -74,5 +99,8 @@ func TestCommands(t *testing.T) {
 				t.Fatalf("exit %d, want %d: %s", code, c.code, errs)
 			}
 		})
+	}
+	if code, _, errs = ctl(t, "--data", data, "volume", "delete", "v1"); code != 0 {
+		t.Fatalf("volume delete: %d %s", code, errs)
 	}
 }

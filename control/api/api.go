@@ -78,3 +78,55 @@ type ControlEndpoint struct {
 // AdminTokenFile is the file under the data directory that holds the admin
 // token created on first start (mode 0600).
 const AdminTokenFile = "admin.token"
+
+// Volume modes.
+const (
+	// ModeStored keeps primary data on local disk with snapshots in S3.
+	ModeStored = "stored"
+	// ModeCached keeps primary data in S3 with hot blocks in a local cache.
+	ModeCached = "cached"
+)
+
+// Volume is a block volume served over iSCSI (GET /v1/volumes/{name}).
+type Volume struct {
+	Name string `json:"name"`
+	// Mode is "stored" or "cached".
+	Mode string `json:"mode"`
+	// IQN is the iSCSI target name; the volume is LUN 0.
+	IQN       string    `json:"iqn"`
+	SizeBytes int64     `json:"size_bytes"`
+	BlockSize int       `json:"block_size"`
+	Created   time.Time `json:"created"`
+	// CHAPUser is the initiator's CHAP user name; empty when CHAP is off.
+	// Secrets are never returned.
+	CHAPUser string `json:"chap_user,omitempty"`
+	// MutualCHAP says whether the target also authenticates to the
+	// initiator.
+	MutualCHAP        bool     `json:"mutual_chap"`
+	AllowedInitiators []string `json:"allowed_initiators"`
+	// Sessions is the number of iSCSI sessions logged in to the volume.
+	Sessions int `json:"sessions"`
+}
+
+// CreateVolume is the body of POST /v1/volumes.
+type CreateVolume struct {
+	Name string `json:"name"`
+	// Mode defaults to "stored".
+	Mode      string `json:"mode,omitempty"`
+	SizeBytes int64  `json:"size_bytes"`
+	// BlockSize is the logical block size, 512 (default) or 4096.
+	BlockSize int `json:"block_size,omitempty"`
+	// CHAPUser and CHAPSecret turn on CHAP (secret: 12 to 255 bytes).
+	CHAPUser   string `json:"chap_user,omitempty"`
+	CHAPSecret string `json:"chap_secret,omitempty"`
+	// MutualCHAPUser and MutualCHAPSecret make the target authenticate
+	// itself to the initiator too.
+	MutualCHAPUser    string   `json:"mutual_chap_user,omitempty"`
+	MutualCHAPSecret  string   `json:"mutual_chap_secret,omitempty"`
+	AllowedInitiators []string `json:"allowed_initiators,omitempty"`
+}
+
+// VolumeList is the answer of GET /v1/volumes.
+type VolumeList struct {
+	Volumes []Volume `json:"volumes"`
+}

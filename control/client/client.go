@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +169,27 @@ func (c *Client) Bandwidth(ctx context.Context) (api.Bandwidth, error) {
 func (c *Client) SetBandwidth(ctx context.Context, b api.Bandwidth) (api.Bandwidth, error) {
 	var out api.Bandwidth
 	return out, c.Do(ctx, http.MethodPut, "/v1/gateway/bandwidth", b, &out)
+}
+
+// CreateVolume calls POST /v1/volumes.
+func (c *Client) CreateVolume(ctx context.Context, req api.CreateVolume) (api.Volume, error) {
+	var v api.Volume
+	return v, c.Do(ctx, http.MethodPost, "/v1/volumes", req, &v)
+}
+
+// ListVolumes calls GET /v1/volumes.
+func (c *Client) ListVolumes(ctx context.Context) ([]api.Volume, error) {
+	var l api.VolumeList
+	return l.Volumes, c.Do(ctx, http.MethodGet, "/v1/volumes", nil, &l)
+}
+
+// GetVolume calls GET /v1/volumes/{name}.
+func (c *Client) GetVolume(ctx context.Context, name string) (api.Volume, error) {
+	var v api.Volume
+	return v, c.Do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name), nil, &v)
+}
+
+// DeleteVolume calls DELETE /v1/volumes/{name}.
+func (c *Client) DeleteVolume(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(name), nil, nil)
 }

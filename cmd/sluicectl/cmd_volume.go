@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sluicegw/sluice/control/api"
+)
+
+// volumeCreateOptions are the flags of volume create.
+type volumeCreateOptions struct {
+	mode             string
+	size             string
+	blockSize        int
+	chapUser         string
+	chapSecret       string
+	chapSecretFile   string
+	mutualUser       string
+	mutualSecret     string
+	mutualSecretFile string
+	allow            []string
+}
+
+// AddFlags registers the flags.
+func (o *volumeCreateOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.mode, "mode", api.ModeStored, "stored (data on local disk, snapshots in S3)")
+	fs.StringVar(&o.size, "size", "", "volume size, e.g. 1GiB (required)")
+	fs.IntVar(&o.blockSize, "block-size", 512, "logical block size: 512 or 4096")
+	fs.StringVar(&o.chapUser, "chap-user", "", "CHAP user name the initiator must present")
+	fs.StringVar(&o.chapSecret, "chap-secret", "", "CHAP secret, 12-255 bytes (visible in ps: prefer --chap-secret-file)")
+	fs.StringVar(&o.chapSecretFile, "chap-secret-file", "", "file holding the CHAP secret")
+	fs.StringVar(&o.mutualUser, "mutual-chap-user", "", "user name the target presents for mutual CHAP")
+	fs.StringVar(&o.mutualSecret, "mutual-chap-secret", "", "secret the target presents for mutual CHAP")
+	fs.StringVar(&o.mutualSecretFile, "mutual-chap-secret-file", "", "file holding the mutual CHAP secret")
+	fs.StringArrayVar(&o.allow, "allow-initiator", nil, "initiator IQN allowed to log in (repeat; none = any)")
+}
+
+func newVolumeCommand(g *globalOptions) *cobra.Command {
+	vol := &cobra.Command{Use: "volume", Aliases: []string{"volumes", "vol"}, Short: "Manage iSCSI block volumes"}
+	var co volumeCreateOptions
+	create := &cobra.Command{
+		Use:   "create NAME --size SIZE",
+		Short: "Create a volume (served as iqn.2026-11.io.sluicegw:NAME, LUN 0)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runVolumeCreate(cmd.Context(), g, args[0], co)
+		},
+	}
+	co.AddFlags(create.Flags())
+	vol.AddCommand(create,
+		&cobra.Command{
+			Use: "list", Short: "List volumes", Args: exactArgs(0),
+			RunE: func(cmd *cobra.Command, _ []string) error { return runVolumeList(cmd.Context(), g) },
+		},
+		&cobra.Command{
+			Use: "show NAME", Short: "Show one volume", Args: exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error { return runVolumeShow(cmd.Context(), g, args[0]) },
+		},
+		&cobra.Command{
+			Use: "delete NAME", Short: "Delete a volume and its local data", Args: exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				if err := c.DeleteVolume(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				if g.output == "json" {
+					return g.printJSON(map[string]string{"deleted": args[0]})
+				}
+				_, err = fmt.Fprintf(g.stdout, "deleted volume %s\n", args[0])
+				return err
+			},
+		},
+	)
+	return vol
+}
+
+// secretFrom returns the flag value or the first line of the file.
+func secretFrom(value, file string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	if value != "" {
+		return "", &usageError{fmt.Errorf("give a secret or a secret file, not both")}
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", &usageError{err}
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+func runVolumeCreate(ctx context.Context, g *globalOptions, name string, o volumeCreateOptions) error {
+	if o.size == "" {
+		return &usageError{fmt.Errorf("--size is required")}
+	}
+	size, err := parseBytes(o.size)
+	if err != nil {
+		return err
+	}
+	req := api.CreateVolume{Name: name, Mode: o.mode, SizeBytes: size, BlockSize: o.blockSize,
+		CHAPUser: o.chapUser, MutualCHAPUser: o.mutualUser, AllowedInitiators: o.allow}
+	if req.CHAPSecret, err = secretFrom(o.chapSecret, o.chapSecretFile); err != nil {
+		return err
+	}
+	if req.MutualCHAPSecret, err = secretFrom(o.mutualSecret, o.mutualSecretFile); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	v, err := c.CreateVolume(ctx, req)
+	if err != nil {
+		return err
+	}
+	return g.printVolume(v)
+}
+
+func runVolumeList(ctx context.Context, g *globalOptions) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	vs, err := c.ListVolumes(ctx)
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.printJSON(api.VolumeList{Volumes: vs})
+	}
+	rows := [][]string{{"NAME", "MODE", "SIZE", "BLOCK", "CHAP", "SESSIONS", "IQN"}}
+	for _, v := range vs {
+		rows = append(rows, []string{v.Name, v.Mode, humanize.IBytes(uint64(v.SizeBytes)), strconv.Itoa(v.BlockSize),
+			chapText(v), strconv.Itoa(v.Sessions), v.IQN})
+	}
+	return g.table(rows)
+}
+
+func runVolumeShow(ctx context.Context, g *globalOptions, name string) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	v, err := c.GetVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	return g.printVolume(v)
+}
+
+func chapText(v api.Volume) string {
+	switch {
+	case v.CHAPUser == "":
+		return "off"
+	case v.MutualCHAP:
+		return "mutual"
+	}
+	return "one-way"
+}
+
+func (g *globalOptions) printVolume(v api.Volume) error {
+	if g.output == "json" {
+		return g.printJSON(v)
+	}
+	allow := "any"
+	if len(v.AllowedInitiators) > 0 {
+		allow = strings.Join(v.AllowedInitiators, ", ")
+	}
+	return g.table([][]string{
+		{"NAME", v.Name},
+		{"MODE", v.Mode},
+		{"IQN", v.IQN},
+		{"LUN", "0"},
+		{"SIZE", humanize.IBytes(uint64(v.SizeBytes)) + " (" + strconv.FormatInt(v.SizeBytes, 10) + " bytes)"},
+		{"BLOCK SIZE", strconv.Itoa(v.BlockSize)},
+		{"CHAP", chapText(v)},
+		{"INITIATORS", allow},
+		{"SESSIONS", strconv.Itoa(v.Sessions)},
+		{"CREATED", v.Created.Format(time.RFC3339)},
+	})
+}

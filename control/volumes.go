@@ -1,0 +1,71 @@
+package control
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/sluicegw/sluice/control/api"
+)
+
+// Volumes is what the control plane needs of the volume gateway.
+// Implementations return errors wrapping state.ErrNotFound / ErrExists or
+// a *Error (e.g. BadRequest) for invalid requests.
+type Volumes interface {
+	CreateVolume(ctx context.Context, req api.CreateVolume) (api.Volume, error)
+	ListVolumes(ctx context.Context) ([]api.Volume, error)
+	GetVolume(ctx context.Context, name string) (api.Volume, error)
+	DeleteVolume(ctx context.Context, name string) error
+}
+
+func (s *Server) volumeRoutes() {
+	if s.cfg.Volumes == nil {
+		return
+	}
+	s.route("POST /v1/volumes", s.createVolume)
+	s.route("GET /v1/volumes", s.listVolumes)
+	s.route("GET /v1/volumes/{name}", s.getVolume)
+	s.route("DELETE /v1/volumes/{name}", s.deleteVolume)
+}
+
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
+	var req api.CreateVolume
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	v, err := s.cfg.Volumes.CreateVolume(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/volumes/"+v.Name)
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
+	vs, err := s.cfg.Volumes.ListVolumes(r.Context())
+	if err != nil {
+		return err
+	}
+	if vs == nil {
+		vs = []api.Volume{}
+	}
+	writeJSON(w, http.StatusOK, api.VolumeList{Volumes: vs})
+	return nil
+}
+
+func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.cfg.Volumes.GetVolume(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Volumes.DeleteVolume(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
