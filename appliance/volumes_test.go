@@ -161,4 +161,3 @@ func readVolume(t *testing.T, qemuImg, url string) []byte {
 	}
 	return b
 }
-
