@@ -203,14 +203,14 @@ func (c *conn) login() (*session, error) {
 		if h.opcode() != opLoginReq {
 			_ = c.r.discardData()
 			f := failLogin(statusInitiatorError, detailInvalidDuringLog, "opcode 0x%02x during login", h.opcode())
-			c.sendLoginFailure(ls, f)
 			c.auditFailure(&ev, ls, f)
+			c.sendLoginFailure(ls, f)
 			return nil, f
 		}
 		if len(ls.text)+n > maxTextLen {
 			f := failLogin(statusInitiatorError, detailMisc, "login text too long")
-			c.sendLoginFailure(ls, f)
 			c.auditFailure(&ev, ls, f)
+			c.sendLoginFailure(ls, f)
 			return nil, f
 		}
 		start := len(ls.text)
@@ -222,8 +222,8 @@ func (c *conn) login() (*session, error) {
 		if err != nil {
 			var f *loginFailure
 			if errors.As(err, &f) {
-				c.sendLoginFailure(ls, f)
 				c.auditFailure(&ev, ls, f)
+				c.sendLoginFailure(ls, f)
 			}
 			return nil, err
 		}

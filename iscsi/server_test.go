@@ -145,9 +145,9 @@ func TestQueueDepthWindow(t *testing.T) {
 
 func TestCHAP(t *testing.T) {
 	chap := &CHAPConfig{User: "alice", Secret: "alice-secret-123", MutualUser: "target", MutualSecret: "target-secret-456"}
-	var logBuf bytes.Buffer
+	logBuf := &syncWriter{w: &bytes.Buffer{}}
 	ts := startServer(t, serverOpts{
-		cfg:    Config{Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logBuf}, nil))},
+		cfg:    Config{Logger: slog.New(slog.NewTextHandler(logBuf, nil))},
 		target: Target{CHAP: chap},
 	})
 	tests := []struct {

@@ -37,6 +37,11 @@ type session struct {
 	closed    bool
 
 	inflight sync.WaitGroup
+	// work feeds dispatched tasks to the workers.
+	work        chan *task
+	workers     int
+	idleWorkers atomic.Int32
+	workerWG    sync.WaitGroup
 	taskPool sync.Pool
 	nextTTT  uint32
 
@@ -48,6 +53,8 @@ type session struct {
 	stopRead   atomic.Bool
 	stopPinger chan struct{}
 	pingerDone chan struct{}
+	// ended is closed when end has finished (nexus dropped, unregistered).
+	ended chan struct{}
 	drainTimer *time.Timer
 
 	// text response continuation
@@ -80,6 +87,8 @@ func (srv *Server) newSession(c *conn, ls *loginState, p params) (*session, erro
 			TPGT:          srv.cfg.PortalGroupTag,
 		},
 		stopPinger: make(chan struct{}),
+		ended:      make(chan struct{}),
+		work:       make(chan *task, 2*srv.cfg.QueueDepth+maxR2T),
 		pingerDone: make(chan struct{}),
 	}
 	if ls.def != nil {
@@ -106,7 +115,7 @@ func (srv *Server) newSession(c *conn, ls *loginState, p params) (*session, erro
 		c.log.Info("iscsi session reinstatement", "initiator", s.nexus.InitiatorName, "tsih", old.tsih)
 		old.close(errors.New("session reinstated"))
 		select {
-		case <-old.pingerDone:
+		case <-old.ended:
 		case <-time.After(srv.cfg.LoginTimeout):
 			s.cancel()
 			return nil, failLogin(statusTargetError, detailTargetError, "old session did not end")
@@ -231,10 +240,13 @@ func (s *session) end(cause error) {
 		}
 		s.mu.Unlock()
 		s.inflight.Wait()
+		close(s.work)
+		s.workerWG.Wait()
 		s.cancel()
 		s.c.close()
 		s.loseNexus()
 		<-s.pingerDone
+		close(s.ended)
 		if cause != nil && !clean && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
 			s.c.log.Info("iscsi session ended", "tsih", s.tsih, "initiator", s.nexus.InitiatorName, "err", cause)
 		} else {

@@ -329,13 +329,35 @@ func (s *session) failTask(t *task, cause error) error {
 // ascDataPhaseError is DATA PHASE ERROR (4Bh/00h).
 const ascDataPhaseError scsi.ASC = 0x4b00
 
-// dispatch starts a task whose data is complete.
+// dispatch starts a task whose data is complete. Tasks run on the
+// session's workers, started on demand and kept until the session ends, so
+// a steady stream of commands starts no goroutines. Only the reader
+// goroutine dispatches.
 func (s *session) dispatch(t *task) {
 	s.mu.Lock()
 	t.running = true
 	s.mu.Unlock()
 	s.inflight.Add(1)
-	go s.execute(t)
+	if s.idleWorkers.Load() == 0 && s.workers < cap(s.work) {
+		s.workers++
+		s.workerWG.Add(1)
+		go s.worker()
+	}
+	s.work <- t
+}
+
+// worker runs dispatched tasks until the session ends.
+func (s *session) worker() {
+	defer s.workerWG.Done()
+	for {
+		s.idleWorkers.Add(1)
+		t, ok := <-s.work
+		s.idleWorkers.Add(-1)
+		if !ok {
+			return
+		}
+		s.execute(t)
+	}
 }
 
 // execute runs a task on its logical unit and sends the response.
