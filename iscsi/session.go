@@ -42,8 +42,8 @@ type session struct {
 	workers     int
 	idleWorkers atomic.Int32
 	workerWG    sync.WaitGroup
-	taskPool sync.Pool
-	nextTTT  uint32
+	taskPool    sync.Pool
+	nextTTT     uint32
 
 	// keep-alive state
 	lastRecv   atomic.Int64
@@ -54,7 +54,7 @@ type session struct {
 	stopPinger chan struct{}
 	pingerDone chan struct{}
 	// ended is closed when end has finished (nexus dropped, unregistered).
-	ended chan struct{}
+	ended      chan struct{}
 	drainTimer *time.Timer
 
 	// text response continuation
