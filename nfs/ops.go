@@ -774,11 +774,14 @@ func (x *share) readdir(ctx context.Context, dir string, who ident) ([]entry, at
 			a = x.defaultDirAttrs()
 		}
 		x.mu.Lock()
+		local := false
 		if f := x.files[id]; f != nil {
-			if la, ok := f.localAttrs(); ok {
+			var la attrs
+			if la, local = f.localAttrs(); local {
 				a = la
 			}
-		} else if nd := x.nodes[p]; nd != nil && (nd.a.etag == e.etag || e.typ == typeDir) && nd.a.typ == e.typ {
+		}
+		if nd := x.nodes[p]; !local && nd != nil && (nd.a.etag == e.etag || e.typ == typeDir) && nd.a.typ == e.typ {
 			a = nd.a
 		}
 		x.mu.Unlock()
