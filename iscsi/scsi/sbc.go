@@ -25,12 +25,15 @@ func opCompareAndWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, 
 	if err := d.writable(); err != nil {
 		return 0, err
 	}
-	if n == 0 {
-		return 0, nil
-	}
+	// The data-out buffer must be exactly the verify and write data, also
+	// for zero blocks: a mismatch means the initiator and the CDB disagree
+	// (an 8-bit NUMBER OF LOGICAL BLOCKS of 256 wraps to 0, for one).
 	size := int(n) << d.bsShift
 	if len(cmd.DataOut) != 2*size {
 		return 0, ErrInvalidField(13, -1).Wrap(fmt.Errorf("compare and write: %d bytes of data for %d blocks", len(cmd.DataOut), n))
+	}
+	if n == 0 {
+		return 0, nil
 	}
 	off := int64(c.LBA) << d.bsShift
 	m := d.stripeMask(off, int64(size))

@@ -217,6 +217,7 @@ func TestCompareAndWrite(t *testing.T) {
 		{"too long", cawCDB(0, 255, 0), nil, badField},
 		{"past end", cawCDB(testBlocks-1, 2, 0), append(append([]byte(nil), old...), nw...), outOfRange},
 		{"zero blocks", cawCDB(0, 0, 0), nil, good},
+		{"zero blocks with data", cawCDB(0, 0, 0), append(append([]byte(nil), old...), nw...), badField},
 		{"wrprotect", cawCDB(0, 2, 0x20), append(append([]byte(nil), old...), nw...), badField},
 		{"match fua", cawCDB(0, 2, 0x18), append(append([]byte(nil), old...), nw...), good},
 	}
