@@ -67,7 +67,14 @@ func (c *conn) serve() {
 			c.close()
 		}
 	}()
+	if c.srv.loggingIn.Add(1) > int32(c.srv.cfg.MaxLogins) {
+		c.srv.loggingIn.Add(-1)
+		c.log.Warn("iscsi too many connections logging in; closing")
+		c.close()
+		return
+	}
 	sess, err := c.login()
+	c.srv.loggingIn.Add(-1)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			c.log.Debug("iscsi login ended", "err", err)

@@ -141,6 +141,10 @@ type Config struct {
 	IOTimeout time.Duration
 	// MaxSessions bounds the number of sessions (0: 1024).
 	MaxSessions int
+	// MaxLogins bounds the connections still in the login phase; further
+	// connections are closed at once (0: 256). With LoginTimeout it limits
+	// what a login flood can hold.
+	MaxLogins int
 	// SessionMemory bounds the command buffers a session may hold at once;
 	// commands beyond it get TASK SET FULL. Default 256 MiB.
 	SessionMemory int
@@ -177,6 +181,9 @@ func (c *Config) setDefaults() {
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = 1024
 	}
+	if c.MaxLogins <= 0 {
+		c.MaxLogins = 256
+	}
 	if c.SessionMemory <= 0 {
 		c.SessionMemory = 256 << 20
 	}
@@ -202,6 +209,8 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
+
+	loggingIn atomic.Int32
 
 	mu        sync.Mutex
 	targets   map[string]*targetEntry // by lower-case name
