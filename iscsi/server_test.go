@@ -386,10 +386,15 @@ func TestKeepAlivePing(t *testing.T) {
 	if _, err := c.Command(tctx(t), 0, []byte{0, 0, 0, 0, 0, 0}, nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	// A peer that never answers is dropped.
-	raw := ts.login(t, iscsitest.Options{ISID: [6]byte{0x80, 0, 0, 0, 0, 9}})
-	defer raw.Close()
-	_ = raw // the client answers pings itself; silence is tested in TestHostile
+	// A peer that never answers gets a NOP-In ping and is then dropped.
+	raw := rawLogin(t, ts.addr)
+	defer raw.nc.Close()
+	_ = raw.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := iscsitest.ReadPDU(raw.nc, false, false)
+	if err != nil || p.Opcode() != iscsitest.OpNopIn || p.U32(16) != 0xffffffff || p.U32(20) == 0xffffffff {
+		t.Fatalf("want a target NOP-In ping, got %v %v", p, err)
+	}
+	expectClosed(t, raw.nc, 5*time.Second)
 }
 
 func TestShutdownWaitsAndAsksLogout(t *testing.T) {
