@@ -53,7 +53,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.log = s.log.With("remote", c.remote)
 	c.r = newPDUReader(nc, loginMaxData)
 	c.r.ioTimeout = s.cfg.IOTimeout
-	c.w = &pduWriter{conn: nc, timeout: s.cfg.IOTimeout, window: c.win.get}
+	c.w = newPDUWriter(nc, s.cfg.IOTimeout, c.win.get)
 	return c
 }
 

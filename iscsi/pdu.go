@@ -266,11 +266,21 @@ func (o *outPDU) reset() {
 	o.flags = 0
 }
 
-// pduWriter serialises whole responses onto a connection with one vectored
-// write each, filling in StatSN and the CmdSN window under its lock so the
-// numbers go out in order.
+// newPDUWriter returns a writer for conn.
+func newPDUWriter(conn net.Conn, timeout time.Duration, window func() (exp, max uint32)) *pduWriter {
+	w := &pduWriter{conn: conn, timeout: timeout, window: window}
+	w.cond.L = &w.mu
+	return w
+}
+
+// pduWriter serialises whole responses onto a connection, filling in
+// StatSN and the CmdSN window under its lock so the numbers go out in
+// order. Senders that find the connection busy queue their PDUs; the sender
+// that is writing picks them up and sends them all with one vectored
+// write (flat combining), so a burst of completions costs one syscall.
 type pduWriter struct {
 	mu           sync.Mutex
+	cond         sync.Cond
 	conn         net.Conn
 	headerDigest bool
 	dataDigest   bool
@@ -280,10 +290,18 @@ type pduWriter struct {
 	vec          [][]byte
 	bufs         net.Buffers
 	closed       bool
+	err          error
+
+	writing bool
+	queue   [][]outPDU
+	spare   [][]outPDU
+	// next is the ticket of the next queued frame; done counts the frames
+	// written (or failed).
+	next, done uint64
 }
 
-// send writes pdus as one unit. Sequence numbers are filled in according to
-// each PDU's flags.
+// send writes pdus as one unit and returns once they are on the wire.
+// Sequence numbers are filled in according to each PDU's flags.
 func (w *pduWriter) send(pdus []outPDU) error {
 	for i := range pdus {
 		o := &pdus[i]
@@ -302,54 +320,98 @@ func (w *pduWriter) send(pdus []outPDU) error {
 	if w.closed {
 		return net.ErrClosed
 	}
+	ticket := w.next
+	w.next++
+	w.queue = append(w.queue, pdus)
+	if w.writing {
+		for w.done <= ticket {
+			w.cond.Wait()
+		}
+		return w.err
+	}
+	w.writing = true
+	for len(w.queue) > 0 && !w.closed {
+		batch := w.queue
+		w.queue = w.spare[:0]
+		vec := w.build(batch)
+		var err error
+		if w.timeout > 0 {
+			err = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
+		w.mu.Unlock()
+		if err == nil {
+			w.bufs = vec
+			_, err = w.bufs.WriteTo(w.conn)
+		}
+		clear(vec)
+		w.mu.Lock()
+		w.vec = vec[:0]
+		clear(batch)
+		w.spare = batch[:0]
+		w.done += uint64(len(batch))
+		if err != nil {
+			w.closed = true
+			w.err = fmt.Errorf("iscsi: write: %w", err)
+		}
+		w.cond.Broadcast()
+	}
+	if w.closed {
+		// Fail whatever is still queued.
+		w.done += uint64(len(w.queue))
+		clear(w.queue)
+		w.queue = w.queue[:0]
+		w.cond.Broadcast()
+	}
+	w.writing = false
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// build fills in the sequence numbers of a batch and returns its iovecs.
+// Called with w.mu held.
+func (w *pduWriter) build(batch [][]outPDU) [][]byte {
 	var exp, maxSN uint32
 	if w.window != nil {
 		exp, maxSN = w.window()
 	}
 	vec := w.vec[:0]
-	for i := range pdus {
-		o := &pdus[i]
-		if o.flags&pduStatSN != 0 {
-			o.hdr.setU32(24, w.statSN)
-			if o.flags&pduAdvance != 0 {
-				w.statSN++
+	for _, pdus := range batch {
+		for i := range pdus {
+			o := &pdus[i]
+			if o.flags&pduStatSN != 0 {
+				o.hdr.setU32(24, w.statSN)
+				if o.flags&pduAdvance != 0 {
+					w.statSN++
+				}
 			}
-		}
-		if o.flags&pduWindow != 0 {
-			o.hdr.setU32(28, exp)
-			o.hdr.setU32(32, maxSN)
-		}
-		if w.headerDigest {
-			binary.LittleEndian.PutUint32(o.hdig[:], crc32.Checksum(o.hdr[:], castagnoli))
-			vec = append(vec, o.hdr[:], o.hdig[:])
-		} else {
-			vec = append(vec, o.hdr[:])
-		}
-		if n := len(o.data); n > 0 {
-			t := pad4(n) - n
-			if w.dataDigest {
-				t += 4
+			if o.flags&pduWindow != 0 {
+				o.hdr.setU32(28, exp)
+				o.hdr.setU32(32, maxSN)
 			}
-			vec = append(vec, o.data)
-			if t > 0 {
-				vec = append(vec, o.tail[:t])
+			if w.headerDigest {
+				binary.LittleEndian.PutUint32(o.hdig[:], crc32.Checksum(o.hdr[:], castagnoli))
+				vec = append(vec, o.hdr[:], o.hdig[:])
+			} else {
+				vec = append(vec, o.hdr[:])
+			}
+			if n := len(o.data); n > 0 {
+				t := pad4(n) - n
+				if w.dataDigest {
+					t += 4
+				}
+				vec = append(vec, o.data)
+				if t > 0 {
+					vec = append(vec, o.tail[:t])
+				}
 			}
 		}
 	}
-	w.vec = vec
-	if w.timeout > 0 {
-		if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-			return fmt.Errorf("iscsi: set write deadline: %w", err)
-		}
-	}
-	w.bufs = vec
-	_, err := w.bufs.WriteTo(w.conn)
-	clear(vec)
-	if err != nil {
-		w.closed = true
-		return fmt.Errorf("iscsi: write: %w", err)
-	}
-	return nil
+	return vec
 }
 
 // setDigests switches digests on after login (under the lock, so no write

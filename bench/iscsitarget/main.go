@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -35,7 +36,19 @@ func run() error {
 	secret := flag.String("chap-secret", "", "CHAP secret (optional)")
 	qd := flag.Int("queue-depth", 128, "commands per session")
 	verbose := flag.Bool("v", false, "debug logging")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until shutdown")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *file == "" {
 		return fmt.Errorf("-file is required")
 	}
