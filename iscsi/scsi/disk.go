@@ -208,7 +208,9 @@ func (d *Disk) Resize(newSize int64) {
 
 // Reset implements LogicalUnit: it releases an SPC-2 reservation, clears
 // PREVENT ALLOW MEDIUM REMOVAL state and establishes a reset unit attention
-// for every nexus except by.
+// for every nexus, by included (SAM-5: BUS DEVICE RESET FUNCTION OCCURRED
+// for a logical unit reset, POWER ON, RESET, OR BUS DEVICE RESET OCCURRED
+// for a target reset). Persistent reservations survive resets.
 func (d *Disk) Reset(kind ResetKind, by Nexus) {
 	d.mu.Lock()
 	d.reserve6 = nil
@@ -219,7 +221,8 @@ func (d *Disk) Reset(kind ResetKind, by Nexus) {
 	if kind != ResetLogicalUnit {
 		code = ASCPowerOnResetOccurred
 	}
-	d.ua.EstablishAll(code, func(n Nexus) bool { return n == by })
+	d.ua.Establish(by, code)
+	d.ua.EstablishAll(code, nil)
 	d.log.Debug("reset", "kind", int(kind), "by", by.InitiatorPortID())
 }
 

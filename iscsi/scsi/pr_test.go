@@ -343,6 +343,7 @@ func TestReserve6(t *testing.T) {
 	run(nexusA, release6, good)
 	run(nexusB, reserve10, good)
 	h.d.Reset(scsi.ResetLogicalUnit, nexusA)
+	h.clearUA(nexusA)
 	h.clearUA(nexusB)
 	run(nexusA, reserve6, good)
 	h.d.NexusLost(nexusA)

@@ -76,7 +76,8 @@ type LogicalUnit interface {
 	Execute(ctx context.Context, cmd *Command) (dataIn int, err error)
 	// Reset is called for LOGICAL UNIT RESET and TARGET WARM/COLD RESET task
 	// management functions; the unit clears its task state and establishes
-	// a unit attention for every other nexus.
+	// a unit attention for every I_T nexus, the one that requested the
+	// reset (by) included, as SAM-5 requires.
 	Reset(kind ResetKind, by Nexus)
 	// NexusLost is called when a session ends, so the unit can drop state
 	// held for that nexus (RESERVE(6) reservations, pending unit attentions).

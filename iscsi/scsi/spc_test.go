@@ -135,7 +135,7 @@ func TestUnitAttentions(t *testing.T) {
 	h := newHarness(t, scsi.DiskOptions{})
 	tur := []byte{0, 0, 0, 0, 0, 0}
 	h.d.Reset(scsi.ResetLogicalUnit, nexusA)
-	h.do("issuer has none", tur, nil, 0, good)
+	h.do("issuer told too", tur, nil, 0, ua(scsi.ASCBusDeviceResetOccurred))
 	st, sense, _ := h.exec(nexusB, inquiryCDB(false, 0, 96), nil, 96)
 	h.check("inquiry not blocked", st, sense, good)
 	st, sense, _ = h.exec(nexusB, tur, nil, 0)
