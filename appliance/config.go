@@ -36,6 +36,18 @@ type Config struct {
 	Bandwidth BandwidthConfig `yaml:"bandwidth"`
 	// Log selects the log format and level.
 	Log LogConfig `yaml:"log"`
+	// Audit configures the audit trail.
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig configures the audit trail (always on for management
+// events).
+type AuditConfig struct {
+	// DataEvents also records data events: iSCSI logins, NFS mounts.
+	DataEvents bool `yaml:"data_events"`
+	// Prefix is where sealed segments are delivered in the bucket
+	// (default "sluice-audit/").
+	Prefix string `yaml:"prefix"`
 }
 
 // S3Config locates the S3 bucket.
@@ -84,6 +96,7 @@ func DefaultConfig() Config {
 		ISCSIAddr:   "127.0.0.1:" + DefaultISCSIPort,
 		NFSAddr:     "127.0.0.1:" + DefaultNFSPort,
 		Log:         LogConfig{Level: "info", Format: "text"},
+		Audit:       AuditConfig{Prefix: "sluice-audit/"},
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sluicegw/sluice/control"
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/audit"
+	"github.com/sluicegw/sluice/internal/events"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/state"
 	"github.com/sluicegw/sluice/iscsi"
@@ -43,6 +45,7 @@ var (
 const (
 	stateFile = "state.db"
 	storeDir  = "store"
+	auditDir  = "audit"
 )
 
 // Daemon is a running appliance.
@@ -60,6 +63,8 @@ type Daemon struct {
 	iscsi    *iscsi.Server
 	iscsiLn  net.Listener
 	volumes  *volumeManager
+	audit    *audit.Log
+	bus      *events.Bus
 }
 
 // storeStartTimeout bounds the first contact with the object store.
@@ -87,12 +92,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	if err := d.openStore(ctx); err != nil {
 		return nil, err
 	}
+	d.bus = events.NewBus()
+	up := auditUploader{store: d.store, prefix: cfg.Audit.Prefix}
+	if d.audit, err = audit.Open(filepath.Join(cfg.DataDir, auditDir), audit.Options{
+		Uploader: up, Logger: log.With("component", "audit"),
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
 	path, created, err := control.EnsureAdminToken(d.state, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: admin token: %w", ErrDataDir, err)
 	}
 	if created {
 		log.Info("created the first admin API token", "file", path)
+		d.systemEvent("CreateAdminToken", "tokens", nil)
 	}
 	d.registry.MustRegister(d.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if d.iscsiLn, err = net.Listen("tcp", cfg.ISCSIAddr); err != nil {
@@ -121,6 +134,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		},
 		OnBandwidthChange: d.saveBandwidth,
 		Volumes:           d.volumes,
+		Audit:             d.audit,
+		AuditBucket:       up,
 	})
 	// The listener is bound, so clients that read the endpoint file now
 	// are queued until Run serves them.
@@ -211,14 +226,44 @@ func (p storeProber) Describe() (kind, endpoint, bucket string) {
 	return p.d.base.Kind(), p.d.cfg.S3.Endpoint, p.d.cfg.S3.Bucket
 }
 
-// onISCSILogin logs every iSCSI login attempt (never with secrets).
+// onISCSILogin logs and audits every iSCSI login attempt (never with
+// secrets). Successful logins are data events (recorded when configured);
+// refused ones are always recorded.
 func (d *Daemon) onISCSILogin(ev iscsi.LoginEvent) {
 	attrs := []any{"initiator", ev.Initiator, "target", ev.Target, "remote", ev.RemoteAddr, "type", ev.SessionType}
+	rec := audit.Record{
+		Category: audit.Data, Source: "iscsi", Name: "ISCSILogin", Time: ev.Time,
+		Identity: audit.Identity{Type: "initiator", ID: ev.Initiator}, SourceAddr: hostOf(ev.RemoteAddr),
+		Resource: "targets/" + ev.Target, Result: audit.Success,
+		Params: map[string]any{"session_type": ev.SessionType},
+	}
 	if ev.Success {
 		d.log.Info("iSCSI login", attrs...)
+		if d.cfg.Audit.DataEvents {
+			d.audit.TryAppend(rec)
+		}
 		return
 	}
 	d.log.Warn("iSCSI login refused", append(attrs, "reason", ev.Reason, "status_class", ev.StatusClass, "status_detail", ev.StatusDetail)...)
+	rec.Category, rec.Name, rec.Result = audit.Management, "ISCSILoginFailed", audit.Failure
+	rec.ErrorCode = fmt.Sprintf("%02x%02x", ev.StatusClass, ev.StatusDetail)
+	rec.Params["reason"] = ev.Reason
+	d.audit.TryAppend(rec)
+}
+
+// systemEvent records an action the appliance took by itself.
+func (d *Daemon) systemEvent(name, resource string, params map[string]any) {
+	_ = d.audit.Append(audit.Record{
+		Category: audit.Management, Source: "system", Name: name, Resource: resource,
+		Identity: audit.Identity{Type: "system"}, Params: params, Result: audit.Success,
+	})
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 // ISCSIAddr returns the iSCSI listener's address.
@@ -280,6 +325,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			runErr = err
 		}
 	}
+	d.systemEvent("Shutdown", "gateway", nil)
 	if err := d.close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -300,6 +346,12 @@ func (d *Daemon) close() error {
 	if d.ctrlLn != nil {
 		_ = d.ctrlLn.Close()
 		_ = os.Remove(filepath.Join(d.cfg.DataDir, api.ControlEndpointFile))
+	}
+	if d.audit != nil {
+		// Drains the queue and seals the open segment: nothing is lost on
+		// a clean shutdown.
+		errs = append(errs, d.audit.Close())
+		d.audit = nil
 	}
 	if d.state != nil {
 		errs = append(errs, d.state.Close())

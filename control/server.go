@@ -11,8 +11,6 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/audit"
 	"github.com/sluicegw/sluice/internal/state"
 )
 
@@ -65,6 +63,11 @@ type Config struct {
 	OnBandwidthChange func(api.Bandwidth) error
 	// Volumes, when set, serves /v1/volumes.
 	Volumes Volumes
+	// Audit, when set, records every API call and serves /v1/audit.
+	Audit *audit.Log
+	// AuditBucket, when set, is the bucket copy of the trail, for
+	// verification.
+	AuditBucket audit.Source
 }
 
 // Server is the control plane's HTTP server.
@@ -73,8 +76,9 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 	mux     *http.ServeMux
-	routes  map[string]map[string]handlerFunc // path pattern -> method -> handler
+	routes  map[string]map[string]routeInfo // path pattern -> method -> route
 	http    *http.Server
+	authRL  *failLimiter
 
 	healthMu sync.Mutex
 	health   api.StoreHealth
@@ -97,12 +101,14 @@ func New(cfg Config) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), mux: http.NewServeMux(), routes: map[string]map[string]handlerFunc{}}
-	s.route("GET /v1/health", s.getHealth)
-	s.route("GET /v1/gateway", s.getGateway)
-	s.route("GET /v1/gateway/bandwidth", s.getBandwidth)
-	s.route("PUT /v1/gateway/bandwidth", s.putBandwidth)
+	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), mux: http.NewServeMux(), routes: map[string]map[string]routeInfo{}, authRL: newFailLimiter()}
+	s.route("GET /v1/health", "GetHealth", RoleNone, s.getHealth)
+	s.route("GET /v1/gateway", "GetGateway", RoleReadOnly, s.getGateway)
+	s.route("GET /v1/gateway/bandwidth", "GetBandwidth", RoleReadOnly, s.getBandwidth)
+	s.route("PUT /v1/gateway/bandwidth", "UpdateBandwidth", RoleOperator, s.putBandwidth)
 	s.volumeRoutes()
+	s.tokenRoutes()
+	s.auditRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound)
@@ -115,132 +121,6 @@ func New(cfg Config) *Server {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	return s
-}
-
-// route registers a handler for "METHOD /path" (Go ServeMux path
-// patterns). A known path with another method gets a JSON 405.
-func (s *Server) route(pattern string, h handlerFunc) {
-	method, path, ok := strings.Cut(pattern, " ")
-	if !ok {
-		panic("control: route pattern needs a method: " + pattern)
-	}
-	methods, seen := s.routes[path]
-	if !seen {
-		methods = map[string]handlerFunc{}
-		s.routes[path] = methods
-		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			h, ok := methods[r.Method]
-			if !ok && r.Method == http.MethodHead {
-				h, ok = methods[http.MethodGet]
-			}
-			if !ok {
-				allow := make([]string, 0, len(methods))
-				for m := range methods {
-					allow = append(allow, m)
-				}
-				w.Header().Set("Allow", strings.Join(allow, ", "))
-				s.writeError(w, r, Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
-				return
-			}
-			if err := h(w, r); err != nil {
-				s.writeError(w, r, err)
-			}
-		})
-	}
-	methods[method] = h
-}
-
-type ctxKey int
-
-const (
-	keyRequestID ctxKey = iota
-	keyToken
-)
-
-// requestID returns the id given to the request.
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(keyRequestID).(string)
-	return id
-}
-
-// Handler returns the full handler chain: request id, logging, panic
-// recovery, authentication, routes.
-func (s *Server) Handler() http.Handler {
-	return s.withRequestID(s.withRecover(s.withAuth(s.mux)))
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (s *Server) withRequestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id := hex.EncodeToString(b[:])
-		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), keyRequestID, id))
-		sw := &statusWriter{ResponseWriter: w}
-		start := time.Now()
-		next.ServeHTTP(sw, r)
-		s.log.Debug("api request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "remote", r.RemoteAddr, "duration", time.Since(start))
-	})
-}
-
-func (s *Server) withRecover(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.log.Error("api handler panic", "request_id", requestID(r), "panic", v, "stack", string(debug.Stack()))
-				s.writeError(w, r, fmt.Errorf("panic: %v", v))
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// withAuth requires a valid bearer token on every /v1 path but health.
-func (s *Server) withAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/v1/health" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		auth := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-			s.writeError(w, r, errUnauthorized)
-			return
-		}
-		rec, err := Authenticate(s.cfg.State, strings.TrimSpace(tok))
-		if err != nil {
-			s.log.Warn("api authentication failed", "request_id", requestID(r), "remote", r.RemoteAddr, "path", r.URL.Path)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token"`)
-			s.writeError(w, r, errUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyToken, rec)))
-	})
 }
 
 // writeError renders err as {"error":{...}} with its status. It is the only

@@ -21,10 +21,10 @@ func (s *Server) volumeRoutes() {
 	if s.cfg.Volumes == nil {
 		return
 	}
-	s.route("POST /v1/volumes", s.createVolume)
-	s.route("GET /v1/volumes", s.listVolumes)
-	s.route("GET /v1/volumes/{name}", s.getVolume)
-	s.route("DELETE /v1/volumes/{name}", s.deleteVolume)
+	s.route("POST /v1/volumes", "CreateVolume", RoleOperator, s.createVolume)
+	s.route("GET /v1/volumes", "ListVolumes", RoleReadOnly, s.listVolumes)
+	s.route("GET /v1/volumes/{name}", "GetVolume", RoleReadOnly, s.getVolume)
+	s.route("DELETE /v1/volumes/{name}", "DeleteVolume", RoleOperator, s.deleteVolume)
 }
 
 func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {

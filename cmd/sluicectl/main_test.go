@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
 	"strings"
 	"testing"
 
@@ -14,6 +17,14 @@ import (
 )
 
 func startDaemon(t *testing.T) string {
+	t.Helper()
+	data, _ := runDaemon(t)
+	return data
+}
+
+// runDaemon starts a daemon and returns its data directory and a stop
+// function (also run at cleanup).
+func runDaemon(t *testing.T) (string, func()) {
 	t.Helper()
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = t.TempDir()
@@ -27,11 +38,54 @@ func startDaemon(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return cfg.DataDir
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return cfg.DataDir, stop
+}
+
+func TestAuditCommands(t *testing.T) {
+	data, stop := runDaemon(t)
+	ctl(t, "--data", data, "volume", "create", "a1", "--size", "8MiB")
+	ctl(t, "--data", data, "volume", "create", "a2", "--size", "8MiB")
+	ctl(t, "--data", data, "token", "create", "ops", "--role", "operator")
+	code, out, errs := ctl(t, "--data", data, "audit", "events", "--name", "CreateVolume")
+	if code != 0 || strings.Count(out, "CreateVolume") != 2 {
+		t.Fatalf("audit events: %d %q %s", code, out, errs)
+	}
+	code, out, _ = ctl(t, "--data", data, "-o", "json", "audit", "verify", "--remote", "local")
+	if code != 0 || !strings.Contains(out, `"ok": true`) {
+		t.Fatalf("remote verify: %d %q", code, out)
+	}
+	stop()
+	if code, out, errs = ctl(t, "--data", data, "audit", "verify"); code != 0 || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("offline verify: %d %q %s", code, out, errs)
+	}
+	// Edit the second record: verify names it.
+	seg, _ := filepath.Glob(filepath.Join(data, "audit", "seg-*.jsonl"))
+	raw, _ := os.ReadFile(seg[0])
+	lines := bytes.SplitAfter(raw, []byte("\n"))
+	edited := -1
+	for i, l := range lines {
+		if bytes.Contains(l, []byte(`"name":"a2"`)) {
+			lines[i] = bytes.Replace(l, []byte(`"name":"a2"`), []byte(`"name":"a3"`), 1)
+			edited = i + 1
+			break
+		}
+	}
+	if edited < 0 {
+		t.Fatalf("no record of creating a2 in %s", raw)
+	}
+	os.WriteFile(seg[0], bytes.Join(lines, nil), 0o600)
+	code, out, _ = ctl(t, "--data", data, "audit", "verify")
+	if want := fmt.Sprintf("line %d (record %d)", edited, edited); code != exitAPI || !strings.Contains(out, want) {
+		t.Fatalf("verify after tampering: %d %q", code, out)
+	}
 }
 
 func ctl(t *testing.T, args ...string) (int, string, string) {

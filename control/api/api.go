@@ -4,7 +4,10 @@
 // `sluicectl --output json`.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Error is the body of every error response: {"error": {...}}.
 type Error struct {
@@ -129,4 +132,34 @@ type CreateVolume struct {
 // VolumeList is the answer of GET /v1/volumes.
 type VolumeList struct {
 	Volumes []Volume `json:"volumes"`
+}
+
+// Token describes an API token (GET /v1/tokens). The secret is shown only
+// once, in the answer to its creation.
+type Token struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+	// Token is the bearer token itself, set only when it was just created.
+	Token string `json:"token,omitempty"`
+}
+
+// CreateToken is the body of POST /v1/tokens.
+type CreateToken struct {
+	Name string `json:"name"`
+	// Role is admin, operator or read-only.
+	Role string `json:"role"`
+}
+
+// TokenList is the answer of GET /v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// AuditEvents is the answer of GET /v1/audit/events.
+type AuditEvents struct {
+	Events []json.RawMessage `json:"events"`
+	// Next continues the listing (pass as after=).
+	Next uint64 `json:"next,omitempty"`
 }

@@ -193,3 +193,32 @@ func (c *Client) GetVolume(ctx context.Context, name string) (api.Volume, error)
 func (c *Client) DeleteVolume(ctx context.Context, name string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(name), nil, nil)
 }
+
+// CreateToken calls POST /v1/tokens; the answer holds the token text.
+func (c *Client) CreateToken(ctx context.Context, req api.CreateToken) (api.Token, error) {
+	var t api.Token
+	return t, c.Do(ctx, http.MethodPost, "/v1/tokens", req, &t)
+}
+
+// ListTokens calls GET /v1/tokens.
+func (c *Client) ListTokens(ctx context.Context) ([]api.Token, error) {
+	var l api.TokenList
+	return l.Tokens, c.Do(ctx, http.MethodGet, "/v1/tokens", nil, &l)
+}
+
+// RevokeToken calls DELETE /v1/tokens/{id}.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// AuditEvents calls GET /v1/audit/events with filter parameters.
+func (c *Client) AuditEvents(ctx context.Context, q url.Values) (api.AuditEvents, error) {
+	var e api.AuditEvents
+	return e, c.Do(ctx, http.MethodGet, "/v1/audit/events?"+q.Encode(), nil, &e)
+}
+
+// VerifyAudit calls GET /v1/audit/verify?source=... and decodes the report
+// into out.
+func (c *Client) VerifyAudit(ctx context.Context, source string, out any) error {
+	return c.Do(ctx, http.MethodGet, "/v1/audit/verify?source="+url.QueryEscape(source), nil, out)
+}
