@@ -58,7 +58,7 @@ func TestRolesAndTokens(t *testing.T) {
 	ro := f.newToken(t, RoleReadOnly)
 	cases := []struct {
 		name, method, path, token, body string
-		status                           int
+		status                          int
 	}{
 		{"read-only may read", "GET", "/v1/gateway", ro, "", 200},
 		{"read-only may not write", "PUT", "/v1/gateway/bandwidth", ro, `{}`, 403},
