@@ -239,7 +239,10 @@ func (d *Disk) NexusLost(n Nexus) {
 	d.ua.Forget(n)
 }
 
-// Execute implements LogicalUnit.
+// Execute implements LogicalUnit. The returned data-in count never
+// exceeds len(cmd.DataIn): data beyond the initiator's buffer (or beyond
+// the allocation length) is not transferred. READ fills cmd.DataIn and WRITE
+// passes cmd.DataOut to the device without copying or allocating.
 func (d *Disk) Execute(ctx context.Context, cmd *Command) (int, error) {
 	c, err := DecodeCDB(cmd.CDB)
 	if err != nil {

@@ -3,6 +3,7 @@ package scsi_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -254,5 +255,50 @@ func TestBlockSize4K(t *testing.T) {
 	}
 	if _, err := scsi.NewDisk(h.dev, scsi.DiskOptions{BlockSize: 1024}); err == nil {
 		t.Fatal("block size 1024 accepted")
+	}
+}
+
+// hugeDevice is a BlockDevice that only has a size, for capacity tests.
+type hugeDevice struct{ size int64 }
+
+func (hugeDevice) ReadAt(context.Context, []byte, int64) error        { return nil }
+func (hugeDevice) WriteAt(context.Context, []byte, int64, bool) error { return nil }
+func (hugeDevice) Flush(context.Context) error                        { return nil }
+func (h hugeDevice) Size() int64                                      { return h.size }
+
+func TestReadCapacityLarge(t *testing.T) {
+	tests := []struct {
+		name   string
+		size   int64
+		bs     int
+		rc10   uint32
+		rc16   uint64
+		exp    uint8
+		lbpme  bool
+		expOut byte
+	}{
+		{"3 TiB 512", 3 << 40, 512, 0xffffffff, 3<<40/512 - 1, 0, false, 0},
+		{"2 TiB exactly", 2 << 40, 512, 0xffffffff, 2<<40/512 - 1, 0, false, 0},
+		{"just below 2 TiB", 2<<40 - 512, 512, 0xfffffffe, 2<<40/512 - 2, 0, false, 0},
+		{"16 TiB 4K", 16 << 40, 4096, 0xffffffff, 16<<40/4096 - 1, 0, false, 0},
+		{"512e", 1 << 30, 512, 1<<30/512 - 1, 1<<30/512 - 1, 3, false, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := scsi.NewDisk(hugeDevice{tt.size}, scsi.DiskOptions{BlockSize: tt.bs, PhysicalBlockExp: tt.exp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &harness{t: t, d: d}
+			h.clearUA(nexusA)
+			in := h.do("rc10", cdb10(0x25, 0, 0, 0), nil, 8, good)
+			if got := binary.BigEndian.Uint32(in); got != tt.rc10 {
+				t.Fatalf("READ CAPACITY(10) %#x, want %#x", got, tt.rc10)
+			}
+			in = h.do("rc16", cdb16(0x9e, 0x10, 0, 32), nil, 32, good)
+			if got := binary.BigEndian.Uint64(in); got != tt.rc16 || in[13]&0x0f != tt.expOut || (in[14]&0x80 != 0) != tt.lbpme {
+				t.Fatalf("READ CAPACITY(16) %x", in)
+			}
+		})
 	}
 }
