@@ -209,19 +209,48 @@ func TestPrefetch(t *testing.T) {
 	}
 }
 
+// TestDeviceErrors fires faults at each durability boundary of the backing
+// device and checks what the initiator is told.
 func TestDeviceErrors(t *testing.T) {
-	h := newHarness(t, scsi.DiskOptions{})
-	h.dev.Fail = func(op string, _ int64) error {
-		if op == "read" {
-			return errors.New("backend unavailable")
-		}
-		if op == "write" {
-			return context.Canceled
-		}
-		return nil
+	backend := errors.New("backend unavailable")
+	readErr := want{scsi.StatusCheckCondition, scsi.SenseMediumError, scsi.ASCUnrecoveredReadError}
+	writeErr := want{scsi.StatusCheckCondition, scsi.SenseMediumError, scsi.ASCWriteError}
+	aborted := want{scsi.StatusCheckCondition, scsi.SenseAbortedCommand, scsi.ASCNoAdditionalSense}
+	blk := fill(512, 0)
+	tests := []struct {
+		name   string
+		failOp string
+		err    error
+		cdb    []byte
+		out    []byte
+		want   want
+	}{
+		{"read", "read", backend, cdb10(0x28, 0, 0, 1), nil, readErr},
+		{"write", "write", backend, cdb10(0x2a, 0, 0, 1), blk, writeErr},
+		{"write fua", "write", backend, cdb10(0x2a, 0x08, 0, 1), blk, writeErr},
+		{"write canceled", "write", context.Canceled, cdb10(0x2a, 0, 0, 1), blk, aborted},
+		{"read deadline", "read", context.DeadlineExceeded, cdb10(0x28, 0, 0, 1), nil, aborted},
+		{"flush", "flush", backend, cdb10(0x35, 0, 0, 0), nil, writeErr},
+		{"unmap", "unmap", backend, unmapCDB(24), unmapParams([2]uint64{0, 1}), writeErr},
+		{"write same", "write", backend, cdb16(0x93, 0, 0, 4), blk, writeErr},
+		{"caw read", "read", backend, cawCDB(0, 1, 0), append(fill(512, 0), blk...), readErr},
+		{"verify read", "read", backend, cdb10(0x2f, 0x02, 0, 1), blk, readErr},
+		{"get lba status", "mapped", backend, cdb16(0x9e, 0x12, 0, 24), nil, readErr},
+		{"sense passes through", "read", scsi.ErrNotReady(scsi.ASCNotReadyBecomingReady), cdb10(0x28, 0, 0, 1), nil,
+			want{scsi.StatusCheckCondition, scsi.SenseNotReady, scsi.ASCNotReadyBecomingReady}},
 	}
-	h.do("read", cdb10(0x28, 0, 0, 1), nil, 512, want{scsi.StatusCheckCondition, scsi.SenseMediumError, scsi.ASCUnrecoveredReadError})
-	h.do("write", cdb10(0x2a, 0, 0, 1), fill(512, 0), 0, want{scsi.StatusCheckCondition, scsi.SenseAbortedCommand, scsi.ASCNoAdditionalSense})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, scsi.DiskOptions{})
+			h.dev.Fail = func(op string, _ int64) error {
+				if op == tt.failOp {
+					return tt.err
+				}
+				return nil
+			}
+			h.do(tt.name, tt.cdb, tt.out, 512, tt.want)
+		})
+	}
 }
 
 func TestDataPathAllocations(t *testing.T) {
