@@ -1,0 +1,365 @@
+package vtl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/sluicegw/sluice/internal/objstore"
+)
+
+// tapeIO is a tape opened in a drive: its index, the segment being filled,
+// the background uploader and the read cache. It is not safe for concurrent
+// use; the drive serializes access.
+type tapeIO struct {
+	store   objstore.Store
+	codec   *codec
+	prefix  string // "<...>tapes/<barcode>/"
+	segSize int
+	fail    func(string) error
+
+	x       *tapeIndex
+	dirty   bool     // index changed since the last commit
+	garbage []uint64 // segment objects no longer referenced
+
+	// write side
+	up   *uploader
+	open []byte // data of the last segment while it is being filled
+	// bg bounds background uploads and read-ahead; cancel ends them.
+	bg     context.Context
+	cancel context.CancelFunc
+	idxBuf []byte
+
+	// read side
+	cur   segData
+	ahead chan segData // read-ahead result, at most one outstanding
+	ahIdx int          // segment index being read ahead (-1: none)
+	spare segData
+}
+
+// segData is a decoded segment held by the read cache.
+type segData struct {
+	idx  int
+	seq  uint64
+	raw  []byte
+	comp []byte
+	err  error
+}
+
+func segKey(prefix string, seq uint64) string {
+	return prefix + "seg-" + fmt.Sprintf("%016x", seq)
+}
+
+// openTape loads the index of the tape stored under prefix (an empty tape
+// when there is none). With gc it deletes segment objects the index does
+// not reference (left by a crash before a commit).
+func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string, segSize, conc int, gc bool, fail func(string) error) (*tapeIO, error) {
+	t := &tapeIO{store: store, codec: c, prefix: prefix, segSize: segSize, fail: fail, ahIdx: -1}
+	t.cur.idx, t.spare.idx = -1, -1
+	x, err := loadIndex(ctx, store, prefix+"index")
+	if err != nil {
+		return nil, err
+	}
+	t.x = x
+	if gc {
+		ref := make(map[uint64]bool, len(x.segs))
+		for _, s := range x.segs {
+			ref[s.seq] = true
+		}
+		var del []string
+		err := objstore.ListAll(ctx, store, prefix+"seg-", func(o objstore.ObjectInfo) error {
+			seq, perr := strconv.ParseUint(strings.TrimPrefix(o.Key, prefix+"seg-"), 16, 64)
+			if perr == nil && !ref[seq] {
+				del = append(del, o.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("vtl: list segments: %w", err)
+		}
+		if err := deleteKeys(ctx, store, del); err != nil {
+			return nil, err
+		}
+	}
+	t.up = newUploader(store, c, conc)
+	t.bg, t.cancel = context.WithCancel(context.Background())
+	return t, nil
+}
+
+// loadIndex reads and decodes an index object; a missing one is an empty
+// tape.
+func loadIndex(ctx context.Context, store objstore.Store, key string) (*tapeIndex, error) {
+	rc, _, err := store.Get(ctx, key, objstore.GetOptions{})
+	if errors.Is(err, objstore.ErrNotFound) {
+		return &tapeIndex{nextSeq: 1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vtl: get %s: %w", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("vtl: read %s: %w", key, err)
+	}
+	return decodeIndex(b)
+}
+
+func deleteKeys(ctx context.Context, store objstore.Store, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), objstore.MaxDeleteBatch)
+		failed, err := store.DeleteMany(ctx, keys[:n])
+		if err != nil {
+			return fmt.Errorf("vtl: delete: %w", err)
+		}
+		for k, e := range failed {
+			return fmt.Errorf("vtl: delete %s: %w", k, e)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// writing reports whether a segment is being filled.
+func (t *tapeIO) writing() bool { return t.open != nil }
+
+// prepareWrite truncates the tape at pos before new objects are written
+// there.
+func (t *tapeIO) prepareWrite(pos uint64) {
+	if pos >= t.x.eod() {
+		return
+	}
+	if t.open != nil {
+		last := &t.x.segs[len(t.x.segs)-1]
+		if pos > last.first {
+			t.x.truncate(pos)
+			t.open = t.open[:last.rawLen]
+			t.dirty = true
+			return
+		}
+		// The open segment disappears entirely.
+		select {
+		case t.up.raw <- t.open:
+		default:
+		}
+		t.open = nil
+	}
+	eodSegs := len(t.x.segs)
+	t.x.truncate(pos)
+	for _, s := range t.x.segs[len(t.x.segs):eodSegs] {
+		if s.seq != 0 {
+			t.garbage = append(t.garbage, s.seq)
+		}
+	}
+	t.dirty = true
+}
+
+// writeRecord appends one record at the end of the tape.
+func (t *tapeIO) writeRecord(ctx context.Context, data []byte) error {
+	if t.open != nil && len(t.open)+len(data) > cap(t.open) {
+		if err := t.seal(); err != nil {
+			return err
+		}
+	}
+	if t.open == nil {
+		b, err := t.up.buffer(ctx, max(t.segSize, len(data)))
+		if err != nil {
+			return err
+		}
+		if cap(b) < len(data) {
+			b = make([]byte, 0, len(data))
+		}
+		t.open = b
+		t.x.segs = append(t.x.segs, segInfo{seq: t.x.nextSeq, first: t.x.eod(), firstByte: t.x.usedBytes()})
+		t.x.nextSeq++
+	}
+	t.open = append(t.open, data...)
+	t.x.segs[len(t.x.segs)-1].appendRun(uint32(len(data)), 1)
+	t.dirty = true
+	return nil
+}
+
+// writeFilemarks appends n filemarks at the end of the tape.
+func (t *tapeIO) writeFilemarks(n uint32) error {
+	if uint64(len(t.x.fms))+uint64(n) > maxFilemarks {
+		return fmt.Errorf("%w: more than %d filemarks", ErrInvalid, maxFilemarks)
+	}
+	eod := t.x.eod()
+	k := len(t.x.segs)
+	if t.open == nil && (k == 0 || t.x.segs[k-1].seq != 0) {
+		t.x.segs = append(t.x.segs, segInfo{first: eod, firstByte: t.x.usedBytes()})
+		k++
+	}
+	t.x.segs[k-1].appendRun(fmSize, n)
+	for i := uint64(0); i < uint64(n); i++ {
+		t.x.fms = append(t.x.fms, eod+i)
+	}
+	t.dirty = true
+	return nil
+}
+
+// seal hands the open segment to the uploader.
+func (t *tapeIO) seal() error {
+	if t.open == nil {
+		return nil
+	}
+	s := &t.x.segs[len(t.x.segs)-1]
+	raw := t.open
+	t.open = nil
+	return t.up.submit(t.bg, segKey(t.prefix, s.seq), s.seq, raw, t.fail)
+}
+
+// commit makes everything written durable: it uploads the open segment,
+// waits for every upload, then writes the index. This is the durability
+// point (see the package documentation).
+func (t *tapeIO) commit(ctx context.Context) error {
+	if !t.dirty && t.open == nil {
+		return nil
+	}
+	if err := t.seal(); err != nil {
+		return err
+	}
+	if err := t.up.wait(); err != nil {
+		return err
+	}
+	for i := len(t.x.segs) - 1; i >= 0; i-- {
+		s := &t.x.segs[i]
+		if s.seq == 0 {
+			continue
+		}
+		if s.objLen != 0 {
+			break
+		}
+		n, ok := t.up.objLen(s.seq)
+		if !ok {
+			return fmt.Errorf("vtl: segment %d was never uploaded", s.seq)
+		}
+		s.objLen = n
+	}
+	if err := t.fail("vtl/index-commit"); err != nil {
+		return fmt.Errorf("vtl: commit index: %w", err)
+	}
+	t.idxBuf = t.x.encode(t.idxBuf[:0])
+	if _, err := t.store.Put(ctx, t.prefix+"index", bytes.NewReader(t.idxBuf), int64(len(t.idxBuf)), objstore.PutOptions{ContentType: "application/octet-stream"}); err != nil {
+		return fmt.Errorf("vtl: commit index: %w", err)
+	}
+	t.dirty = false
+	if len(t.garbage) > 0 {
+		keys := make([]string, len(t.garbage))
+		for i, seq := range t.garbage {
+			keys[i] = segKey(t.prefix, seq)
+		}
+		t.garbage = t.garbage[:0]
+		// Unreferenced objects are also removed at the next load, so a
+		// failure here loses nothing.
+		_ = deleteKeys(ctx, t.store, keys)
+	}
+	return nil
+}
+
+// readObject returns the object at pos (< eod): the record data (valid
+// until the next call), or isFM for a filemark.
+func (t *tapeIO) readObject(ctx context.Context, c cursor) ([]byte, bool, error) {
+	size := t.x.object(c)
+	if size == fmSize {
+		return nil, true, nil
+	}
+	raw, err := t.segment(ctx, c.seg)
+	if err != nil {
+		return nil, false, err
+	}
+	return raw[c.off : c.off+size], false, nil
+}
+
+// segment returns the decoded data of segment i, from the cache, the
+// read-ahead or the store, and starts reading the next segment ahead.
+func (t *tapeIO) segment(ctx context.Context, i int) ([]byte, error) {
+	s := &t.x.segs[i]
+	if t.cur.idx == i && t.cur.seq == s.seq && t.cur.err == nil {
+		return t.cur.raw[:s.rawLen], nil
+	}
+	if t.ahIdx >= 0 {
+		d := <-t.ahead
+		idx := t.ahIdx
+		t.ahIdx = -1
+		if idx == i && d.err == nil && d.seq == s.seq {
+			t.spare, t.cur = t.cur, d
+			t.readAhead(i + 1)
+			return t.cur.raw[:s.rawLen], nil
+		}
+		t.spare = d
+	}
+	d := t.cur
+	d.idx, d.seq = -1, s.seq
+	var err error
+	d.comp, err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
+	if err == nil {
+		var raw []byte
+		raw, err = t.codec.decode(d.raw, d.comp, s.rawLen)
+		if raw != nil {
+			d.raw = raw[:cap(raw)]
+		}
+	}
+	if err != nil {
+		t.cur = d
+		return nil, err
+	}
+	d.idx = i
+	t.cur = d
+	t.readAhead(i + 1)
+	return t.cur.raw[:s.rawLen], nil
+}
+
+// readAhead starts fetching segment i in the background when it exists
+// and holds data.
+func (t *tapeIO) readAhead(i int) {
+	if i >= len(t.x.segs) || t.x.segs[i].seq == 0 || t.x.segs[i].objLen == 0 {
+		return
+	}
+	if t.ahead == nil {
+		t.ahead = make(chan segData, 1)
+	}
+	s := t.x.segs[i]
+	d := t.spare
+	t.spare = segData{idx: -1}
+	t.ahIdx = i
+	go func(ctx context.Context) {
+		d.idx, d.seq, d.err = i, s.seq, nil
+		d.comp, d.err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
+		if d.err == nil {
+			var raw []byte
+			raw, d.err = t.codec.decode(d.raw, d.comp, s.rawLen)
+			if raw != nil {
+				d.raw = raw[:cap(raw)]
+			}
+		}
+		t.ahead <- d
+	}(t.bg)
+}
+
+// close commits (when commitFirst) and stops background work.
+func (t *tapeIO) close(ctx context.Context, commitFirst bool) error {
+	var err error
+	if commitFirst {
+		err = t.commit(ctx)
+	}
+	t.cancel()
+	t.up.wait()
+	if t.ahIdx >= 0 {
+		<-t.ahead
+		t.ahIdx = -1
+	}
+	return err
+}
+
+// dropReadCache forgets cached segment data (after a truncation).
+func (t *tapeIO) dropReadCache() {
+	if t.ahIdx >= 0 {
+		t.spare = <-t.ahead
+		t.ahIdx = -1
+	}
+	t.cur.idx = -1
+}
