@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/sluicegw/sluice/iscsi/scsi"
 	"github.com/sluicegw/sluice/internal/objstore"
+	"github.com/sluicegw/sluice/iscsi/scsi"
 )
 
 // testNexus is the nexus the direct-execution tests use.
