@@ -29,8 +29,10 @@ type DiskOptions struct {
 	// designator of VPD page 83h. Only its low 124 bits are used after the
 	// NAA nibble and vendor prefix; it should be unique per volume.
 	ID [16]byte
-	// RelativePortID is the relative target port identifier reported in VPD
-	// page 83h (default 1).
+	// RelativePortID, when set, is the relative target port identifier
+	// reported in VPD page 83h and READ FULL STATUS for every nexus. When
+	// zero, the target portal group tag of the nexus is used (an iSCSI
+	// target port is a target name and a portal group), or 1 if that is 0.
 	RelativePortID uint16
 	// NAAOUI is the 24-bit IEEE company ID placed in the NAA designator
 	// (default 0: no registered company ID).
@@ -134,9 +136,6 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 	}
 	if opts.Serial == "" {
 		opts.Serial = fmt.Sprintf("%x", opts.ID[:])
-	}
-	if opts.RelativePortID == 0 {
-		opts.RelativePortID = 1
 	}
 	if opts.MaxTransferBlocks == 0 {
 		opts.MaxTransferBlocks = uint32(1 << 20 >> shift)
@@ -377,4 +376,15 @@ func ioErr(code ASC, err error) error {
 		return ErrAborted(ASCNoAdditionalSense, err)
 	}
 	return ErrMediumError(code, err)
+}
+
+// relPort returns the relative target port identifier for n.
+func (d *Disk) relPort(n Nexus) uint16 {
+	switch {
+	case d.opts.RelativePortID != 0:
+		return d.opts.RelativePortID
+	case n.TPGT != 0:
+		return n.TPGT
+	}
+	return 1
 }

@@ -45,7 +45,7 @@ func opInquiry(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 		q.Marshal(buf[:])
 		return Respond(cmd, buf[:], alloc), nil
 	}
-	data, err := d.vpd(page)
+	data, err := d.vpd(page, cmd.Nexus)
 	if err != nil {
 		return 0, err
 	}
@@ -57,7 +57,7 @@ func (d *Disk) vpdPages() []byte {
 }
 
 // vpd builds VPD page page.
-func (d *Disk) vpd(page byte) ([]byte, error) {
+func (d *Disk) vpd(page byte, n Nexus) ([]byte, error) {
 	const pd = TypeDisk
 	switch page {
 	case vpdSupported:
@@ -74,8 +74,12 @@ func (d *Disk) vpd(page byte) ([]byte, error) {
 		t10 = append(t10, d.opts.Serial...)
 		body = AppendDesignator(body, 0, false, CodeSetASCII, AssocLU, DesigT10Vendor, t10)
 		var rel [4]byte
-		binary.BigEndian.PutUint16(rel[2:], d.opts.RelativePortID)
+		binary.BigEndian.PutUint16(rel[2:], d.relPort(n))
 		body = AppendDesignator(body, ProtocolISCSI, true, CodeSetBinary, AssocTargetPort, DesigRelativePort, rel[:])
+		if n.TargetName != "" {
+			body = AppendDesignator(body, ProtocolISCSI, true, CodeSetUTF8, AssocTargetPort, DesigSCSIName, SCSINameString(n.TargetPortID()))
+			body = AppendDesignator(body, ProtocolISCSI, true, CodeSetUTF8, AssocTarget, DesigSCSIName, SCSINameString(n.TargetName))
+		}
 		return AppendVPD(nil, pd, page, body), nil
 	case vpdBlockLimits:
 		return AppendVPD(nil, pd, page, d.blockLimits()), nil

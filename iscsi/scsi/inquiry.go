@@ -150,6 +150,16 @@ func AppendDesignator(dst []byte, protocol byte, piv bool, codeSet, assoc, typ b
 	return append(dst, id...)
 }
 
+// SCSINameString returns name as the value of a SCSI name string
+// designator: null terminated and padded with nulls to a multiple of four
+// bytes (SPC-4 7.8.6.11).
+func SCSINameString(name string) []byte {
+	n := (len(name) + 4) &^ 3
+	b := make([]byte, n)
+	copy(b, name)
+	return b
+}
+
 // NAARegisteredExtended builds a 16-byte NAA IEEE Registered Extended
 // designator (NAA 6h) from a 24-bit IEEE company ID and a 16-byte unique
 // identifier. The designator has room for 100 identifier bits, so they are

@@ -263,7 +263,7 @@ func opPRIn(d *Disk, _ context.Context, cmd *Command, c CDB) (int, error) {
 				desc[12] |= 0x01
 				desc[13] = p.typ
 			}
-			binary.BigEndian.PutUint16(desc[18:], d.opts.RelativePortID)
+			binary.BigEndian.PutUint16(desc[18:], d.relPort(r.nexus))
 			binary.BigEndian.PutUint32(desc[20:], uint32(len(tid)))
 			out = append(out, desc[:]...)
 			out = append(out, tid...)

@@ -86,6 +86,9 @@ func TestInquiryVPD(t *testing.T) {
 	if rel := types[4]; len(rel) != 4 || rel[3] != 1 {
 		t.Fatalf("relative port designator %x", rel)
 	}
+	if name := types[8]; len(name)%4 != 0 || string(bytes.TrimRight(name, "\x00")) != nexusA.TargetName {
+		t.Fatalf("target name designator %q", name)
+	}
 	other := newHarness(t, scsi.DiskOptions{ID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17}})
 	di2 := other.do("devid", inquiryCDB(true, 0x83, 255), nil, 255, good)
 	if bytes.Equal(di[8:24], di2[8:24]) {
