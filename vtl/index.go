@@ -16,7 +16,7 @@ const maxRecord = 1<<24 - 1
 
 // maxFilemarks bounds the filemarks on one tape, so that a small index
 // cannot describe a huge filemark list.
-const maxFilemarks = 1 << 22
+const maxFilemarks = 1 << 20
 
 // indexMagic starts every encoded tape index; its last two bytes are the
 // format version.

@@ -496,9 +496,20 @@ func (l *Library) occupantsLocked() map[uint16]*TapeInfo {
 	return m
 }
 
+// reserveHomeSlots marks in occ the slots tapes now in drives came from,
+// so that new or returning tapes do not take them.
+func (l *Library) reserveHomeSlots(occ map[uint16]*TapeInfo) {
+	for _, t := range l.st.Tapes {
+		if k, _ := l.elementKind(t.Element); k == elemDrive && t.Source != 0 && occ[t.Source] == nil {
+			occ[t.Source] = t
+		}
+	}
+}
+
 // freeLocked returns the first free element of a kind.
 func (l *Library) freeLocked(kind int) (uint16, bool) {
 	occ := l.occupantsLocked()
+	l.reserveHomeSlots(occ)
 	base, n := addrSlot, l.cfg.Slots
 	if kind == elemIE {
 		base, n = addrIE, l.cfg.IESlots

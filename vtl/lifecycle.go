@@ -93,6 +93,7 @@ func (l *Library) createLocked(o CreateOptions) ([]TapeInfo, error) {
 		return nil, fmt.Errorf("%w: %d tapes, limit %d", ErrNoSpace, active+o.Count, l.cfg.MaxTapes)
 	}
 	occ := l.occupantsLocked()
+	l.reserveHomeSlots(occ)
 	var free []uint16
 	for i := 0; i < l.cfg.Slots && len(free) < o.Count; i++ {
 		if occ[uint16(addrSlot+i)] == nil {
