@@ -26,8 +26,10 @@ type DiskOptions struct {
 	// hex form of ID.
 	Serial string
 	// ID is the 16-byte identifier behind the NAA IEEE Registered Extended
-	// designator of VPD page 83h. Only its low 124 bits are used after the
-	// NAA nibble and vendor prefix; it should be unique per volume.
+	// designator of VPD page 83h (see NAARegisteredExtended) and the default
+	// serial number. It must be unique per volume and stable across
+	// restarts: initiators (multipath, ESXi datastores) identify the
+	// volume by it.
 	ID [16]byte
 	// RelativePortID, when set, is the relative target port identifier
 	// reported in VPD page 83h and READ FULL STATUS for every nexus. When
@@ -47,14 +49,18 @@ type DiskOptions struct {
 	// (default 64 MiB worth of blocks, but at most 65535, the largest
 	// count WRITE SAME(10) can carry).
 	MaxWriteSameBlocks uint64
+	// MaxCompareBlocks is the MAXIMUM COMPARE AND WRITE LENGTH (default
+	// 255, the most the CDB can carry; never more than MaxTransferBlocks).
+	MaxCompareBlocks uint8
 	// MaxUnmapBlocks (default 64 MiB worth of blocks) and
 	// MaxUnmapDescriptors (default 256) bound one UNMAP command.
-	// MaxCompareBlocks is the MAXIMUM COMPARE AND WRITE LENGTH (default
-	// and upper bound 255).
-	MaxCompareBlocks     uint8
-	MaxUnmapBlocks       uint32
-	MaxUnmapDescriptors  uint32
-	UnmapGranularity     uint32
+	MaxUnmapBlocks      uint32
+	MaxUnmapDescriptors uint32
+	// UnmapGranularity is the OPTIMAL UNMAP GRANULARITY in blocks
+	// (default one physical block).
+	UnmapGranularity uint32
+	// OptimalTransferBlock is the OPTIMAL TRANSFER LENGTH in blocks
+	// (default 128 KiB worth).
 	OptimalTransferBlock uint32
 	// PR, when set, is told about every change of persistent reservation
 	// state of a disk whose registrations are persistent (APTPL), so that the
@@ -153,7 +159,7 @@ func NewDisk(dev BlockDevice, opts DiskOptions) (*Disk, error) {
 		opts.MaxUnmapDescriptors = 256
 	}
 	if opts.UnmapGranularity == 0 {
-		opts.UnmapGranularity = 1
+		opts.UnmapGranularity = 1 << opts.PhysicalBlockExp
 	}
 	if opts.OptimalTransferBlock == 0 {
 		opts.OptimalTransferBlock = uint32(128 << 10 >> shift)

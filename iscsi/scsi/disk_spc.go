@@ -103,7 +103,7 @@ func (d *Disk) vpd(page byte, n Nexus) ([]byte, error) {
 func (d *Disk) blockLimits() []byte {
 	b := make([]byte, 0x3c)
 	b[1] = byte(d.maxCompare())
-	binary.BigEndian.PutUint16(b[2:], 1) // OPTIMAL TRANSFER LENGTH GRANULARITY
+	binary.BigEndian.PutUint16(b[2:], 1<<d.opts.PhysicalBlockExp) // OPTIMAL TRANSFER LENGTH GRANULARITY
 	binary.BigEndian.PutUint32(b[4:], d.opts.MaxTransferBlocks)
 	binary.BigEndian.PutUint32(b[8:], d.opts.OptimalTransferBlock)
 	if d.unmapper != nil {
