@@ -38,6 +38,9 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// Audit configures the audit trail.
 	Audit AuditConfig `yaml:"audit"`
+	// MetricsInterval is the sampling interval of the built-in metric
+	// history behind /v1/metrics and alarms (default 1m).
+	MetricsInterval time.Duration `yaml:"metrics_interval"`
 }
 
 // AuditConfig configures the audit trail (always on for management

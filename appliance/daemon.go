@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluicegw/sluice/control"
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/control/audit"
+	"github.com/sluicegw/sluice/control/monitor"
 	"github.com/sluicegw/sluice/internal/events"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/state"
@@ -65,6 +67,10 @@ type Daemon struct {
 	volumes  *volumeManager
 	audit    *audit.Log
 	bus      *events.Bus
+	ring     *monitor.Ring
+	alarms   *monitor.Alarms
+	// storeReachable is the last health probe's answer.
+	storeReachable atomic.Bool
 }
 
 // storeStartTimeout bounds the first contact with the object store.
@@ -107,7 +113,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		log.Info("created the first admin API token", "file", path)
 		d.systemEvent("CreateAdminToken", "tokens", nil)
 	}
-	d.registry.MustRegister(d.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.storeReachable.Store(true)
+	d.registry.MustRegister(d.metrics, newGatewayCollector(d), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if d.iscsiLn, err = net.Listen("tcp", cfg.ISCSIAddr); err != nil {
 		return nil, fmt.Errorf("%w: iSCSI on %s: %w", ErrListen, cfg.ISCSIAddr, err)
 	}
@@ -118,6 +125,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi); err != nil {
 		return nil, err
 	}
+	d.ring = monitor.NewRing(d.registry, monitor.Options{Interval: cfg.MetricsInterval})
+	d.alarms = monitor.NewAlarms(d.ring, d.alarmChanged)
 	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
 		return nil, fmt.Errorf("%w: control API on %s: %w", ErrListen, cfg.ControlAddr, err)
 	}
@@ -136,6 +145,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Volumes:           d.volumes,
 		Audit:             d.audit,
 		AuditBucket:       up,
+		Metrics:           d.ring,
+		Alarms:            d.alarms,
 	})
 	// The listener is bound, so clients that read the endpoint file now
 	// are queued until Run serves them.
@@ -216,9 +227,10 @@ const healthKey = ".sluice-health-probe"
 
 func (p storeProber) Probe(ctx context.Context) error {
 	_, err := p.d.base.Head(ctx, healthKey)
-	if err == nil || errors.Is(err, objstore.ErrNotFound) {
-		return nil
+	if errors.Is(err, objstore.ErrNotFound) {
+		err = nil
 	}
+	p.d.storeReachable.Store(err == nil)
 	return err
 }
 
@@ -251,6 +263,15 @@ func (d *Daemon) onISCSILogin(ev iscsi.LoginEvent) {
 	d.audit.TryAppend(rec)
 }
 
+// alarmChanged records an alarm's state change in the audit trail, the log
+// and the event bus.
+func (d *Daemon) alarmChanged(rule monitor.Rule, from, to monitor.State) {
+	d.log.Warn("alarm state changed", "alarm", rule.Name, "from", from.State, "to", to.State, "reason", to.Reason)
+	d.systemEvent("AlarmStateChanged", "alarms/"+rule.Name, map[string]any{"from": from.State, "to": to.State, "reason": to.Reason})
+	d.bus.Publish(events.Event{Type: events.AlarmStateChanged, Resource: "alarms/" + rule.Name,
+		Attrs: map[string]string{"from": from.State, "to": to.State, "reason": to.Reason}})
+}
+
 // systemEvent records an action the appliance took by itself.
 func (d *Daemon) systemEvent(name, resource string, params map[string]any) {
 	_ = d.audit.Append(audit.Record{
@@ -264,6 +285,29 @@ func hostOf(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// probeInterval is how often the object store is probed for the
+// reachability gauge.
+const probeInterval = 15 * time.Second
+
+// probeLoop keeps storeReachable current.
+func (d *Daemon) probeLoop(ctx context.Context) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := storeProber{d}.Probe(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("object store unreachable", "err", err)
+			}
+		}
+	}
 }
 
 // ISCSIAddr returns the iSCSI listener's address.
@@ -301,6 +345,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("iSCSI: %w", err)
 		}
 	}()
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		d.probeLoop(probeCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.ring.Run(probeCtx, d.alarms.Evaluate)
+	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -308,6 +362,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		d.log.Error("listener failed; shutting down", "err", runErr)
 	}
+	stopProbe()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := d.control.Shutdown(sctx); err != nil {

@@ -61,17 +61,21 @@ type storedSecrets struct {
 	Mutual string `json:"mutual,omitempty"`
 }
 
-// volumeDevice is the storage behind a volume's disk.
+// volumeDevice is the storage behind a volume's disk: thin-provisioned
+// (UNMAP, GET LBA STATUS) and closable.
 type volumeDevice interface {
 	scsi.BlockDevice
+	scsi.Unmapper
+	scsi.MappingReporter
 	Close() error
 }
 
 // openVolume is a volume being served.
 type openVolume struct {
-	rec  volumeRecord
-	dev  volumeDevice
-	disk *scsi.Disk
+	rec   volumeRecord
+	dev   volumeDevice
+	disk  *scsi.Disk
+	stats *volumeStats
 }
 
 // volumeManager creates, serves and deletes volumes. It implements
@@ -167,10 +171,12 @@ func validateVolume(req api.CreateVolume) (volumeRecord, error) {
 
 // serve opens a volume's device and adds its target.
 func (m *volumeManager) serve(rec volumeRecord, create bool) error {
-	dev, err := openStoredDevice(m.dataPath(rec.Name), rec.SizeBytes, create)
+	raw, err := openStoredDevice(m.dataPath(rec.Name), rec.SizeBytes, create)
 	if err != nil {
 		return err
 	}
+	stats := &volumeStats{}
+	dev := countingDevice{volumeDevice: raw, st: stats}
 	var id [16]byte
 	_, _ = hex.Decode(id[:], []byte(rec.ID))
 	disk, err := scsi.NewDisk(dev, scsi.DiskOptions{
@@ -197,7 +203,7 @@ func (m *volumeManager) serve(rec volumeRecord, create bool) error {
 		return err
 	}
 	m.mu.Lock()
-	m.volumes[rec.Name] = &openVolume{rec: rec, dev: dev, disk: disk}
+	m.volumes[rec.Name] = &openVolume{rec: rec, dev: dev, disk: disk, stats: stats}
 	m.mu.Unlock()
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/control/audit"
+	"github.com/sluicegw/sluice/control/monitor"
 	"github.com/sluicegw/sluice/internal/state"
 )
 
@@ -68,6 +69,11 @@ type Config struct {
 	// AuditBucket, when set, is the bucket copy of the trail, for
 	// verification.
 	AuditBucket audit.Source
+	// Metrics, when set, serves /v1/metrics from the in-process history.
+	Metrics *monitor.Ring
+	// Alarms, when set (with Metrics), serves /v1/alarms; rules are kept
+	// in State.
+	Alarms *monitor.Alarms
 }
 
 // Server is the control plane's HTTP server.
@@ -109,6 +115,10 @@ func New(cfg Config) *Server {
 	s.volumeRoutes()
 	s.tokenRoutes()
 	s.auditRoutes()
+	s.monitorRoutes()
+	if err := s.loadAlarms(); err != nil {
+		s.log.Error("loading alarm rules", "err", err)
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound)

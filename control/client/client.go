@@ -222,3 +222,8 @@ func (c *Client) AuditEvents(ctx context.Context, q url.Values) (api.AuditEvents
 func (c *Client) VerifyAudit(ctx context.Context, source string, out any) error {
 	return c.Do(ctx, http.MethodGet, "/v1/audit/verify?source="+url.QueryEscape(source), nil, out)
 }
+
+// MetricsQuery calls GET /v1/metrics/query and decodes the answer into out.
+func (c *Client) MetricsQuery(ctx context.Context, q url.Values, out any) error {
+	return c.Do(ctx, http.MethodGet, "/v1/metrics/query?"+q.Encode(), nil, out)
+}
