@@ -263,7 +263,9 @@ func (r *Ring) Query(q Query) ([]Series, error) {
 			return nil, fmt.Errorf("%w: %q", ErrUnknownSeries, q.Name)
 		}
 	}
-	slices.SortFunc(out, func(a, b Series) int { return strings.Compare(seriesKey(a.Name, a.Labels), seriesKey(b.Name, b.Labels)) })
+	slices.SortFunc(out, func(a, b Series) int {
+		return strings.Compare(seriesKey(a.Name, a.Labels), seriesKey(b.Name, b.Labels))
+	})
 	return out, nil
 }
 
