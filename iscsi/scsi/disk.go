@@ -74,7 +74,7 @@ type DiskOptions struct {
 }
 
 // casStripes is the number of range-lock stripes that make COMPARE AND
-// WRITE atomic with respect to other writes.
+// WRITE, ORWRITE and WRITE ATOMIC atomic with respect to other I/O.
 const casStripes = 64
 
 // stripeShift selects the region size that maps to one stripe: 2^20 bytes.
@@ -306,9 +306,11 @@ func (d *Disk) pendingUA(cmd *Command, op byte) (*SenseError, bool) {
 	return ErrUnitAttention(code), true
 }
 
-// lockRange takes the stripe locks covering [off, off+n) bytes, shared for
-// ordinary writes and exclusive for COMPARE AND WRITE, and returns the
-// function that releases them.
+// stripeMask returns the set of range-lock stripes covering [off, off+n)
+// bytes. Reads and ordinary writes hold them shared; COMPARE AND WRITE,
+// ORWRITE and WRITE ATOMIC hold them exclusive, so those are atomic with
+// respect to every other read and write. Stripes are always taken in
+// ascending index order (lockStripes), which rules out deadlocks.
 func (d *Disk) stripeMask(off, n int64) uint64 {
 	if n <= 0 {
 		return 0
@@ -324,6 +326,7 @@ func (d *Disk) stripeMask(off, n int64) uint64 {
 	return m
 }
 
+// lockStripes takes the stripes in m, shared or exclusive.
 func (d *Disk) lockStripes(m uint64, excl bool) {
 	for i := 0; i < casStripes; i++ {
 		if m&(1<<i) == 0 {
@@ -337,6 +340,7 @@ func (d *Disk) lockStripes(m uint64, excl bool) {
 	}
 }
 
+// unlockStripes releases what lockStripes took.
 func (d *Disk) unlockStripes(m uint64, excl bool) {
 	for i := casStripes - 1; i >= 0; i-- {
 		if m&(1<<i) == 0 {

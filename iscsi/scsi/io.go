@@ -92,14 +92,17 @@ func (d *Disk) readInto(ctx context.Context, p []byte, off int64) (int, error) {
 
 // writeFrom writes p at off, taking the shared stripe locks so that COMPARE
 // AND WRITE stays atomic. A partial trailing block is merged with the
-// existing data (read-modify-write).
+// existing data (read-modify-write) under exclusive locks, so that two such
+// writes cannot lose each other's bytes.
 func (d *Disk) writeFrom(ctx context.Context, p []byte, off int64, fua bool) error {
+	excl := len(p)&(d.bs-1) != 0
 	m := d.stripeMask(off, int64(len(p)))
-	d.lockStripes(m, false)
-	defer d.unlockStripes(m, false)
+	d.lockStripes(m, excl)
+	defer d.unlockStripes(m, excl)
 	return d.writeLocked(ctx, p, off, fua)
 }
 
+// writeLocked writes p at off; the caller holds the stripe locks.
 func (d *Disk) writeLocked(ctx context.Context, p []byte, off int64, fua bool) error {
 	whole := len(p) &^ (d.bs - 1)
 	if whole > 0 {
