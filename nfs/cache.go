@@ -2,7 +2,6 @@ package nfs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -84,9 +83,10 @@ func (c *cacheLRU) add(n int64) {
 
 // cfile is the cached state of one file: its data blocks in a sparse local
 // file, which of them are present and dirty, and its attributes while they
-// are not yet uploaded. The journal (<id>.meta) is rewritten atomically on
-// every change of that state, and made durable on COMMIT or stable WRITE,
-// so dirty data survives a crash and is uploaded after restart.
+// are not yet uploaded. Its state goes to the share's journal (wal.go) on
+// COMMIT and stable WRITE, and on other state changes of files with
+// pending changes, so committed data survives a crash and is uploaded
+// after restart.
 //
 // Lock order: share.mu before cfile.mu; upMu before both.
 type cfile struct {
@@ -110,34 +110,49 @@ type cfile struct {
 	uploading bool
 	queued    bool
 	gone      bool
-	synced    bool // the journal on disk matches and is durable
+	synced    bool   // the newest journal record is durable
+	jseq      uint64 // sequence number of the newest journal record
 	lastWrite time.Time
 	lastUse   time.Time
 	retryAt   time.Time
 	excl      []byte // exclusive-create verifier
+	// inMem: the data of a new small file is kept in mem (up to inlineMax)
+	// instead of a data file until it is uploaded; the journal record
+	// carries it for durability.
+	inMem bool
+	mem   []byte
 }
 
-// journal is the on-disk form of a cfile's state.
-type journal struct {
-	Path      string `json:"path"`
-	Size      int64  `json:"size"`
-	Base      string `json:"base"`
-	BaseSize  int64  `json:"base_size"`
-	Local     bool   `json:"local"`
-	DataDirty bool   `json:"data_dirty"`
-	MetaDirty bool   `json:"meta_dirty"`
-	Present   bitmap `json:"present"`
-	Dirty     bitmap `json:"dirty"`
-	Type      ftype  `json:"type"`
-	Meta      map[string]string
+// spill moves in-memory data to the data file (f.mu held).
+func (f *cfile) spill() error {
+	if !f.inMem {
+		return nil
+	}
+	df, err := os.OpenFile(f.dataPath(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	_, err = df.WriteAt(f.mem, 0)
+	if cerr := df.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	f.inMem, f.mem = false, nil
+	return nil
+}
+
+// memBytes returns the in-memory data padded with zeros to the file size
+// (f.mu held).
+func (f *cfile) memBytes() []byte {
+	b := make([]byte, f.a.size)
+	copy(b, f.mem)
+	return b
 }
 
 func (f *cfile) dataPath() string {
 	return filepath.Join(f.x.cacheDir, strconv.FormatUint(f.id, 10)+".data")
-}
-
-func (f *cfile) metaPath() string {
-	return filepath.Join(f.x.cacheDir, strconv.FormatUint(f.id, 10)+".meta")
 }
 
 // pending reports whether the file has changes not yet uploaded (f.mu held).
@@ -161,113 +176,104 @@ func (f *cfile) localPath() (string, bool) {
 	return f.path, f.local && !f.gone
 }
 
-// saveJournal writes the journal atomically; with sync it is made durable
-// (f.mu held).
-func (f *cfile) saveJournal(sync bool) error {
-	j := journal{Path: f.path, Size: f.a.size, Base: f.base, BaseSize: f.baseSize, Local: f.local,
-		DataDirty: f.dataDirty, MetaDirty: f.metaDirty, Present: f.present, Dirty: f.dirty,
-		Type: f.a.typ, Meta: metaOf(f.a)}
-	b, err := json.Marshal(j)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+// logState appends the file's state to the share's journal (f.mu held);
+// with sync it is durable on return, data included: small files carry
+// their data in the record, larger ones have their data file synced first.
+func (f *cfile) logState(sync bool) error {
+	f.jseq++
+	rec := &record{ID: f.id, Seq: f.jseq, Kind: recState, Path: f.path, Size: f.a.size, Base: f.base,
+		BaseSize: f.baseSize, Local: f.local, DataDirty: f.dataDirty, MetaDirty: f.metaDirty,
+		Present: f.present, Dirty: f.dirty, Type: f.a.typ, Meta: metaOf(f.a)}
+	if f.inMem {
+		rec.Data = f.memBytes()
+	} else if f.a.size <= inlineMax && f.dataDirty {
+		rec.Data = make([]byte, f.a.size)
+		if df, err := os.Open(f.dataPath()); err == nil {
+			n, _ := df.ReadAt(rec.Data, 0)
+			clear(rec.Data[n:])
+			df.Close()
+		}
+	} else if sync && f.dataDirty {
+		if df, err := os.OpenFile(f.dataPath(), os.O_WRONLY, 0); err == nil {
+			err = df.Sync()
+			df.Close()
+			if err != nil {
+				return fmt.Errorf("cache: %w", err)
+			}
+		}
 	}
-	tmp := f.metaPath() + ".tmp"
-	w, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	_, err = w.Write(b)
-	if err == nil && sync {
-		err = w.Sync()
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, f.metaPath())
-	}
-	if err == nil && sync {
-		err = syncDir(f.x.cacheDir)
-	}
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+	if err := f.x.wal.append(rec, sync); err != nil {
+		return err
 	}
 	f.synced = sync
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+// logDone records that the file is clean or gone (f.mu held).
+func (f *cfile) logDone(kind string) {
+	f.jseq++
+	if err := f.x.wal.append(&record{ID: f.id, Seq: f.jseq, Kind: kind}, false); err != nil {
+		f.x.log.Warn("journal append failed", "err", err)
 	}
-	defer d.Close()
-	return d.Sync()
 }
 
-// loadJournal restores a cfile from its journal.
-func (x *share) loadJournal(id uint64) (*cfile, error) {
-	f := &cfile{x: x, id: id}
-	b, err := os.ReadFile(f.metaPath())
-	if err != nil {
-		return nil, err
-	}
-	var j journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("journal %d: %w", id, err)
-	}
-	f.path, f.base, f.baseSize, f.local = j.Path, j.Base, j.BaseSize, j.Local
-	f.dataDirty, f.metaDirty, f.present, f.dirty = j.DataDirty, j.MetaDirty, j.Present, j.Dirty
+// restore rebuilds a file with pending changes from its newest record.
+func (x *share) restore(rec *record) (*cfile, error) {
+	f := &cfile{x: x, id: rec.ID, jseq: rec.Seq, path: rec.Path, base: rec.Base, baseSize: rec.BaseSize,
+		local: rec.Local, dataDirty: rec.DataDirty, metaDirty: rec.MetaDirty, present: rec.Present, dirty: rec.Dirty}
 	f.a = attrs{typ: typeReg, mode: defaultFileMode}
-	if j.Type != 0 {
-		f.a.typ = j.Type
+	if rec.Type != 0 {
+		f.a.typ = rec.Type
 	}
-	parseMeta(&f.a, j.Meta)
-	f.a.size = j.Size
+	parseMeta(&f.a, rec.Meta)
+	f.a.size = rec.Size
 	f.lowWater = f.a.size
-	f.synced = true
 	f.lastUse = time.Now()
+	if rec.Data != nil && rec.Local {
+		f.inMem, f.mem = true, rec.Data
+	} else if rec.Data != nil {
+		df, err := os.OpenFile(f.dataPath(), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		_, err = df.WriteAt(rec.Data, 0)
+		if err == nil {
+			err = df.Truncate(rec.Size)
+		}
+		df.Close()
+		if err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
 	return f, nil
 }
-
-// closeFile is called when the share closes.
-func (f *cfile) closeFile() {}
 
 // removeData deletes the cached data and journal (f.mu held).
 func (f *cfile) removeData() {
 	x := f.x
 	x.srv.cache.add(-f.present.count() * blockSize)
 	f.present, f.dirty = nil, nil
+	f.inMem, f.mem = false, nil
 	os.Remove(f.dataPath())
-	os.Remove(f.metaPath())
 }
 
-// recover loads every journal of the share and queues dirty files for
-// upload.
-func (x *share) recover() {
-	ents, err := os.ReadDir(x.cacheDir)
-	if err != nil {
-		x.log.Warn("cache directory unreadable", "err", err)
-		return
-	}
+// recover restores the files with pending changes from the journal
+// (latest holds the newest record of each file), queues their upload,
+// deletes other cached data and compacts the journal.
+func (x *share) recover(latest map[uint64]*record) {
 	n := 0
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".meta")
-		if !ok {
-			if strings.HasSuffix(e.Name(), ".tmp") {
-				os.Remove(filepath.Join(x.cacheDir, e.Name()))
-			}
+	keep := map[string]bool{}
+	for id, rec := range latest {
+		if rec.Kind != recState || id < rootID+1 {
 			continue
 		}
-		id, err := strconv.ParseUint(name, 10, 64)
+		f, err := x.restore(rec)
 		if err != nil {
+			x.log.Warn("cannot restore cached file", "path", rec.Path, "err", err)
 			continue
 		}
-		f, err := x.loadJournal(id)
-		if err != nil {
-			x.log.Warn("dropping unreadable cache journal", "id", id, "err", err)
-			os.Remove(filepath.Join(x.cacheDir, e.Name()))
-			continue
+		if !f.inMem {
+			keep[filepath.Base(f.dataPath())] = true
 		}
 		x.handles.mu.Lock()
 		if p, ok := x.handles.byID[id]; !ok || p != f.path {
@@ -279,14 +285,55 @@ func (x *share) recover() {
 		x.mu.Lock()
 		x.files[id] = f
 		x.mu.Unlock()
-		if f.pending() {
-			n++
-			x.srv.uploads.enqueue(f)
+		n++
+	}
+	if ents, err := os.ReadDir(x.cacheDir); err == nil {
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".data") && !keep[e.Name()] {
+				os.Remove(filepath.Join(x.cacheDir, e.Name()))
+			}
 		}
 	}
-	if n > 0 {
-		x.log.Info("re-uploading dirty files from the cache", "files", n)
+	if err := x.rotateJournal(); err != nil {
+		x.log.Warn("journal compaction failed", "err", err)
 	}
+	x.mu.Lock()
+	files := make([]*cfile, 0, len(x.files))
+	for _, f := range x.files {
+		files = append(files, f)
+	}
+	x.mu.Unlock()
+	for _, f := range files {
+		x.srv.uploads.enqueue(f)
+	}
+	if n > 0 {
+		x.log.Info("re-uploading files with changes kept in the cache", "files", n)
+	}
+}
+
+// rotateJournal rewrites the journal with the state of every file that
+// still has pending changes.
+func (x *share) rotateJournal() error {
+	return x.wal.rotate(func() error {
+		x.mu.Lock()
+		files := make([]*cfile, 0, len(x.files))
+		for _, f := range x.files {
+			files = append(files, f)
+		}
+		x.mu.Unlock()
+		for _, f := range files {
+			f.mu.Lock()
+			var err error
+			if f.pending() && !f.gone {
+				err = f.logState(false)
+			}
+			f.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // cached returns the cfile for (id, p), creating it from the object's
@@ -346,6 +393,9 @@ func (x *share) dropCached(p string) {
 // ones from the base object with ranged GETs, extending the last run by
 // readAhead bytes (f.mu held).
 func (f *cfile) fetch(ctx context.Context, off, end, readAhead int64) error {
+	if f.inMem {
+		return nil // all data is in memory
+	}
 	if end > f.baseSize {
 		end = f.baseSize
 	}
@@ -400,7 +450,7 @@ func (f *cfile) fetch(ctx context.Context, off, end, readAhead int64) error {
 		}
 		f.x.srv.cache.add(added * blockSize)
 	}
-	return f.saveJournal(false)
+	return nil
 }
 
 // readAt reads up to n bytes at off from a cached file.
@@ -417,6 +467,12 @@ func (f *cfile) readAt(ctx context.Context, off int64, n int) ([]byte, bool, err
 		return nil, false, err
 	}
 	buf := make([]byte, end-off)
+	if f.inMem {
+		if off < int64(len(f.mem)) {
+			copy(buf, f.mem[off:])
+		}
+		return buf, end == size, nil
+	}
 	df, err := os.Open(f.dataPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return buf, end == size, nil // all zeros: never written, nothing fetched
@@ -442,15 +498,29 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 		return attrs{}, statusErr(StatusStale, nil)
 	}
 	end := off + int64(len(data))
-	// Partial blocks that hold base data must be fetched before they are
-	// overwritten in part.
-	if off%blockSize != 0 {
-		if err := f.fetch(ctx, off, off+1, 0); err != nil {
+	if f.inMem && end > inlineMax {
+		if err := f.spill(); err != nil {
 			return attrs{}, err
 		}
 	}
-	if end%blockSize != 0 && end < f.baseSize {
-		if err := f.fetch(ctx, end-1, end, 0); err != nil {
+	if f.inMem {
+		if end > int64(len(f.mem)) {
+			f.mem = append(f.mem, make([]byte, end-int64(len(f.mem)))...)
+		}
+		copy(f.mem[off:], data)
+		return f.wrote(off, end, sync)
+	}
+	// Partial blocks that hold base data must be fetched before they are
+	// overwritten in part.
+	if off%blockSize != 0 {
+		start := off - off%blockSize
+		if err := f.fetch(ctx, start, start+1, 0); err != nil {
+			return attrs{}, err
+		}
+	}
+	if end%blockSize != 0 {
+		start := end - end%blockSize
+		if err := f.fetch(ctx, start, start+1, 0); err != nil {
 			return attrs{}, err
 		}
 	}
@@ -462,21 +532,22 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 	if _, err := df.WriteAt(data, off); err != nil {
 		return attrs{}, fmt.Errorf("cache: %w", err)
 	}
-	changed := !f.dataDirty
+	return f.wrote(off, end, sync)
+}
+
+// wrote updates the state after data was written to [off, end) (f.mu
+// held).
+func (f *cfile) wrote(off, end int64, sync bool) (attrs, error) {
 	added := int64(0)
-	for b := off / blockSize; b <= (end-1)/blockSize && len(data) > 0; b++ {
+	for b := off / blockSize; b <= (end-1)/blockSize && end > off; b++ {
 		if f.present.set(b) {
 			added++
-			changed = true
 		}
-		if f.dirty.set(b) {
-			changed = true
-		}
+		f.dirty.set(b)
 	}
 	f.x.srv.cache.add(added * blockSize)
 	if end > f.a.size {
 		f.a.size = end
-		changed = true
 	}
 	now := time.Now()
 	f.a.mtime, f.a.ctime = now, now
@@ -484,16 +555,11 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 	f.gen++
 	f.lastWrite, f.lastUse = now, now
 	if sync {
-		if err := df.Sync(); err != nil {
-			return attrs{}, fmt.Errorf("cache: %w", err)
-		}
-		if err := f.saveJournal(true); err != nil {
+		if err := f.logState(true); err != nil {
 			return attrs{}, err
 		}
-	} else if changed || f.synced {
-		if err := f.saveJournal(false); err != nil {
-			return attrs{}, err
-		}
+	} else {
+		f.synced = false
 	}
 	return f.a, nil
 }
@@ -501,6 +567,21 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 // truncate sets the file size (f.mu held).
 func (f *cfile) truncate(ctx context.Context, size int64) error {
 	if size == f.a.size {
+		return nil
+	}
+	if f.inMem && size > inlineMax {
+		if err := f.spill(); err != nil {
+			return err
+		}
+	}
+	if f.inMem {
+		if size < int64(len(f.mem)) {
+			f.mem = f.mem[:size]
+		}
+		f.a.size = size
+		f.dataDirty = true
+		f.gen++
+		f.lastWrite = time.Now()
 		return nil
 	}
 	if size < f.a.size {
@@ -535,15 +616,7 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 func (f *cfile) commit() error {
 	f.mu.Lock()
 	if !f.synced && f.pending() {
-		if df, err := os.OpenFile(f.dataPath(), os.O_WRONLY, 0); err == nil {
-			err = df.Sync()
-			df.Close()
-			if err != nil {
-				f.mu.Unlock()
-				return fmt.Errorf("cache: %w", err)
-			}
-		}
-		if err := f.saveJournal(true); err != nil {
+		if err := f.logState(true); err != nil {
 			f.mu.Unlock()
 			return err
 		}

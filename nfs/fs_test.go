@@ -3,6 +3,7 @@ package nfs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -303,7 +304,7 @@ func testOutsideChanges(t *testing.T, ts *testServer, put func(string, []byte), 
 	put("outside/new.txt", []byte("version one"))
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(ttl + 2*time.Second)
+		deadline := time.Now().Add(ttl + 10*time.Second)
 		for !ok() {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s not seen within the TTL", what)
@@ -336,4 +337,48 @@ func testOutsideChanges(t *testing.T, ts *testServer, put func(string, []byte), 
 		return err != nil
 	})
 	eventually("deleted directory", func() bool { return !hasOutside() })
+}
+
+// TestAppendAfterUpload appends to a file whose cached data was dropped:
+// the partial block must be fetched before the write lands on it.
+func TestAppendAfterUpload(t *testing.T) {
+	ts := startServer(t, nil)
+	cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
+	root := mount(t, cl)
+	for _, tc := range []struct {
+		name    string
+		size    int
+		refresh bool
+	}{
+		{"small, kept in memory", 1000, false},
+		{"small, cache dropped", 1000, true},
+		{"large, cache dropped", 3<<20 + 5, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := randomBytes(tc.size)
+			name := fmt.Sprintf("f%d", tc.size)
+			fh, err := cl.Create(root, name, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off < len(data); off += 1 << 20 {
+				cl.Write(fh, uint64(off), data[off:min(len(data), off+1<<20)], 0)
+			}
+			cl.Commit(fh)
+			ts.waitUpload(t, name)
+			if tc.refresh {
+				ts.Refresh(context.Background(), "share", "", true)
+			}
+			tail := []byte("appended")
+			if err := cl.Write(fh, uint64(len(data)), tail, 0); err != nil {
+				t.Fatal(err)
+			}
+			data = append(data, tail...)
+			cl.Commit(fh)
+			ts.waitUpload(t, name)
+			if got, _ := objectBytes(t, ts.Store, name); !bytes.Equal(got, data) {
+				t.Fatalf("object after append: %d bytes, want %d (equal prefix: %v)", len(got), len(data), bytes.Equal(got[:min(len(got), 100)], data[:100]))
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package nfs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -118,6 +119,9 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 		r := &request{ctx: ctx, x: x, who: x.identity(call.Cred), d: d, id: id, path: p}
 		return pi.fn(r, &e)
 	}()
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("nfs call", "proc", call.Proc, "err", err)
+	}
 	if errors.Is(err, errBadArgs) {
 		return rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)
 	}

@@ -202,13 +202,8 @@ func (x *share) create(ctx context.Context, dir, name string, who ident, sa satt
 	a := newAttrs(typeReg, 0o644, who, sattr{setMode: sa.setMode, mode: sa.mode, setUID: sa.setUID, uid: sa.uid, setGID: sa.setGID, gid: sa.gid})
 	id := x.handles.id(p)
 	now := time.Now()
-	f := &cfile{x: x, id: id, path: p, a: a, local: true, lastWrite: now, lastUse: now, lowWater: 0, excl: excl}
-	f.mu.Lock()
-	err = f.saveJournal(false)
-	f.mu.Unlock()
-	if err != nil {
-		return "", attrs{}, err
-	}
+	// Like a write, the new file is durable once committed.
+	f := &cfile{x: x, id: id, path: p, a: a, local: true, lastWrite: now, lastUse: now, lowWater: 0, excl: excl, inMem: true}
 	x.mu.Lock()
 	x.files[id] = f
 	x.mu.Unlock()
@@ -329,6 +324,9 @@ func (x *share) remove(ctx context.Context, dir, name string, who ident) error {
 		x.mu.Lock()
 		f.mu.Lock()
 		local = f.local
+		if f.pending() {
+			f.logDone(recGone)
+		}
 		f.gone = true
 		f.removeData()
 		delete(x.files, f.id)
@@ -436,6 +434,9 @@ func (x *share) rename(ctx context.Context, fromDir, fromName, toDir, toName str
 			x.mu.Lock()
 			if f := x.fileAtLocked(dst); f != nil {
 				f.mu.Lock()
+				if f.pending() {
+					f.logDone(recGone)
+				}
 				f.gone = true
 				f.removeData()
 				delete(x.files, f.id)
@@ -484,7 +485,7 @@ func (x *share) renameFile(ctx context.Context, src, dst string) error {
 		f.mu.Lock()
 		if f.local {
 			f.path = dst
-			err := f.saveJournal(false)
+			err := f.logState(false)
 			f.mu.Unlock()
 			return err
 		}
@@ -506,7 +507,9 @@ func (x *share) renameFile(ctx context.Context, src, dst string) error {
 	if f != nil {
 		f.mu.Lock()
 		f.path, f.base = dst, oi.ETag
-		err = f.saveJournal(false)
+		if f.pending() {
+			err = f.logState(false)
+		}
 		f.mu.Unlock()
 	}
 	return err
@@ -575,7 +578,9 @@ func (x *share) renameDir(ctx context.Context, src, dst string) error {
 			f.base = tag
 		}
 		f.path = dst + f.path[len(src):]
-		_ = f.saveJournal(false)
+		if f.pending() {
+			_ = f.logState(false)
+		}
 		f.mu.Unlock()
 	}
 	return nil
@@ -648,7 +653,7 @@ func (x *share) setattr(ctx context.Context, p string, sa sattr, who ident, guar
 		f.metaDirty = true
 		f.gen++
 		f.lastWrite = now
-		if err := f.saveJournal(false); err != nil {
+		if err := f.logState(false); err != nil {
 			return f.a, err
 		}
 		return f.a, nil
@@ -725,11 +730,8 @@ func (x *share) commit(id uint64) error {
 	x.mu.Lock()
 	f := x.files[id]
 	x.mu.Unlock()
-	if err := x.handles.sync(); err != nil {
-		return err
-	}
 	if f == nil {
-		return nil
+		return x.handles.sync()
 	}
 	return f.commit()
 }

@@ -271,10 +271,11 @@ func (s *Server) AddShare(sh Share) error {
 		return fmt.Errorf("%w: %s", ErrShareExists, sh.Name)
 	}
 	s.mu.Unlock()
-	x, err := newShare(s, sh, id)
+	x, latest, err := newShare(s, sh, id)
 	if err != nil {
 		return err
 	}
+	x.recover(latest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.shares[sh.Name]; ok || s.closed {
@@ -283,7 +284,6 @@ func (s *Server) AddShare(sh Share) error {
 	}
 	s.shares[sh.Name] = x
 	s.byID[id] = x
-	x.recover()
 	return nil
 }
 

@@ -86,6 +86,7 @@ type share struct {
 	store    objstore.Store
 	log      *slog.Logger
 	handles  *handleIndex
+	wal      *wal
 	cacheDir string
 	started  time.Time
 
@@ -93,36 +94,42 @@ type share struct {
 	nodes map[string]*node
 	dirs  map[string]*listing
 	files map[uint64]*cfile // files with cached or dirty data, by file id
+	// listing holds the directories being listed; waiters block on the
+	// channel, closed when the listing is done.
+	listing map[string]chan struct{}
 }
 
-func newShare(s *Server, cfg Share, id uint64) (*share, error) {
+// newShare opens a share's handle index and journal; it returns the
+// newest journal record of each file for recover.
+func newShare(s *Server, cfg Share, id uint64) (*share, map[uint64]*record, error) {
 	hpath, cdir := s.shareDirs(id)
 	if err := os.MkdirAll(cdir, 0o700); err != nil {
-		return nil, fmt.Errorf("nfs: share %s: %w", cfg.Name, err)
+		return nil, nil, fmt.Errorf("nfs: share %s: %w", cfg.Name, err)
 	}
 	h, err := openHandleIndex(hpath)
 	if err != nil {
-		return nil, fmt.Errorf("nfs: share %s: %w", cfg.Name, err)
+		return nil, nil, fmt.Errorf("nfs: share %s: %w", cfg.Name, err)
+	}
+	w, latest, err := openWAL(cdir, h.sync)
+	if err != nil {
+		h.close()
+		return nil, nil, fmt.Errorf("nfs: share %s: %w", cfg.Name, err)
 	}
 	return &share{
 		srv: s, cfg: cfg, id: id, store: cfg.Store,
 		log:     s.log.With("share", cfg.Name),
-		handles: h, cacheDir: cdir, started: time.Now(),
+		handles: h, wal: w, cacheDir: cdir, started: time.Now(),
 		nodes: map[string]*node{}, dirs: map[string]*listing{}, files: map[uint64]*cfile{},
-	}, nil
+		listing: map[string]chan struct{}{},
+	}, latest, nil
 }
 
 func (x *share) close() error {
-	x.mu.Lock()
-	files := make([]*cfile, 0, len(x.files))
-	for _, f := range x.files {
-		files = append(files, f)
+	err := x.wal.close()
+	if herr := x.handles.close(); err == nil {
+		err = herr
 	}
-	x.mu.Unlock()
-	for _, f := range files {
-		f.closeFile()
-	}
-	return x.handles.close()
+	return err
 }
 
 // cleanPath turns a client or API path into the share-relative form: no
@@ -339,13 +346,37 @@ func (x *share) hasLocalUnder(dir string) bool {
 }
 
 // listDir returns the listing of directory p, from the cache while fresh.
+// One caller at a time refetches a stale listing; the others wait for it.
 func (x *share) listDir(ctx context.Context, p string) (*listing, error) {
-	x.mu.Lock()
-	if l := x.dirs[p]; l != nil && x.fresh(l.fetched) {
+	for {
+		x.mu.Lock()
+		if l := x.dirs[p]; l != nil && x.fresh(l.fetched) {
+			x.mu.Unlock()
+			return l, nil
+		}
+		wait, busy := x.listing[p]
+		if !busy {
+			done := make(chan struct{})
+			x.listing[p] = done
+			x.mu.Unlock()
+			l, err := x.fetchListing(ctx, p)
+			x.mu.Lock()
+			delete(x.listing, p)
+			x.mu.Unlock()
+			close(done)
+			return l, err
+		}
 		x.mu.Unlock()
-		return l, nil
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	x.mu.Unlock()
+}
+
+// fetchListing lists directory p in the store and caches the result.
+func (x *share) fetchListing(ctx context.Context, p string) (*listing, error) {
 	l := &listing{fetched: time.Now(), complete: true, ents: map[string]dirEnt{}}
 	base := x.dirKey(p)
 	opts := objstore.ListOptions{Prefix: base, Delimiter: "/"}

@@ -1,6 +1,7 @@
 package nfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,6 +95,11 @@ func (u *uploader) scan(force bool) int {
 	now := time.Now()
 	for _, x := range u.shares() {
 		x.sweep()
+		if x.wal.needsRotate() {
+			if err := x.rotateJournal(); err != nil {
+				x.log.Warn("journal compaction failed", "err", err)
+			}
+		}
 		x.mu.Lock()
 		var ready []*cfile
 		for _, f := range x.files {
@@ -209,6 +215,10 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 		partSize *= 2
 	}
 	multipart := size > partSize
+	var mem []byte
+	if f.inMem {
+		mem = f.memBytes()
+	}
 	var err error
 	// Bring in every block that will be sent (not copied) from the store.
 	switch {
@@ -241,14 +251,20 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 		oi, err = x.store.Copy(ctx, key, key, objstore.CopyOptions{ReplaceMetadata: true, Metadata: md, IfMatch: base})
 		copied = size
 	case !multipart:
-		df, oerr := os.Open(f.dataPath())
-		if oerr != nil && !errors.Is(oerr, os.ErrNotExist) {
-			return fmt.Errorf("upload %s: %w", p, oerr)
+		var r io.Reader
+		if mem != nil {
+			r = bytes.NewReader(mem)
+		} else {
+			df, oerr := os.Open(f.dataPath())
+			if oerr != nil && !errors.Is(oerr, os.ErrNotExist) {
+				return fmt.Errorf("upload %s: %w", p, oerr)
+			}
+			if df != nil {
+				defer df.Close()
+			}
+			r = sectionReader(df, 0, size)
 		}
-		if df != nil {
-			defer df.Close()
-		}
-		oi, err = x.store.Put(ctx, key, sectionReader(df, 0, size), size, objstore.PutOptions{Metadata: md})
+		oi, err = x.store.Put(ctx, key, r, size, objstore.PutOptions{Metadata: md})
 	default:
 		oi, copied, err = x.multipart(ctx, f, key, md, size, partSize, dirty, base, baseSize, local)
 	}
@@ -257,7 +273,9 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 		f.mu.Lock()
 		if f.gen == gen {
 			f.metaDirty = false
-			_ = f.saveJournal(false)
+			if !f.pending() {
+				f.logDone(recClean)
+			}
 		}
 		f.mu.Unlock()
 		x.log.Info("attribute change dropped: object changed in the store", "path", p)
@@ -274,9 +292,18 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 	if clean {
 		f.dataDirty, f.metaDirty = false, false
 		f.dirty = nil
+		if f.inMem {
+			// Uploaded: the store holds the data now, reads fetch it.
+			f.x.srv.cache.add(-f.present.count() * blockSize)
+			f.inMem, f.mem, f.present = false, nil, nil
+		}
 	}
 	if !f.gone {
-		_ = f.saveJournal(false)
+		if f.pending() {
+			_ = f.logState(false)
+		} else {
+			f.logDone(recClean)
+		}
 	}
 	cur := f.a
 	f.mu.Unlock()

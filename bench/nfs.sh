@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# NFS file gateway throughput: Sluice (nfs package, backed by a local MinIO
+# started here) against a peer NFS server on the same machine (nfs-ganesha
+# with the VFS FSAL on a local directory; needs root, rpcbind and
+# "apt-get install -y nfs-ganesha nfs-ganesha-vfs"; skipped when missing).
+#
+# Measures, with libnfs's nfs-cp (one client thread): write of a SIZE_MB file,
+# read of it back while cached, and (Sluice) read after a restart with an
+# empty cache (cache miss: ranged GETs from MinIO); then creation of FILES
+# files of 4 KiB (CREATE+WRITE+COMMIT each) by nfs/internal/nfsbench with
+# WORKERS parallel connections.
+# Usage: bench/nfs.sh            (SIZE_MB=1024 FILES=10000 WORKERS=16)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${SIZE_MB:-1024}
+FILES=${FILES:-10000}
+WORKERS=${WORKERS:-16}
+MINIO_BIN="${MINIO_BIN:-$(command -v minio || echo "$HOME/.cache/sluice-tools/bin/minio")}"
+TMP=$(mktemp -d /var/tmp/sluice-nfsbench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+mbps() { awk -v mb="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", mb / (b - a) }'; }
+waitport() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+go build -o "$TMP/nfsbench" ./nfs/internal/nfsbench
+head -c "${SIZE_MB}M" /dev/urandom > "$TMP/big.bin"
+
+# --- MinIO and Sluice -------------------------------------------------------
+export AWS_ACCESS_KEY_ID=sluicebench AWS_SECRET_ACCESS_KEY=sluicebench-secret
+MPORT=$(freeport)
+MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
+	"$MINIO_BIN" server --quiet --address "127.0.0.1:$MPORT" --console-address "127.0.0.1:$(freeport)" "$TMP/minio" >"$TMP/minio.log" 2>&1 &
+PIDS+=($!)
+waitport "$MPORT"
+sleep 1
+
+start_sluice() { # $1: cache generation
+	SPORT=$(freeport)
+	mkdir -p "$TMP/sluice/state"
+	rm -rf "$TMP/sluice/cache"
+	"$TMP/nfsbench" serve -endpoint "http://127.0.0.1:$MPORT" -bucket bench -dir "$TMP/sluice" -listen "127.0.0.1:$SPORT" >"$TMP/sluice.$1.log" 2>&1 &
+	SPID=$!
+	PIDS+=($SPID)
+	waitport "$SPORT"
+}
+stop_sluice() { kill -TERM "$SPID"; wait "$SPID" || true; }
+
+start_sluice 1
+U="nfs://127.0.0.1/share/big.bin?nfsport=$SPORT&mountport=$SPORT"
+t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now)
+S_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
+t0=$(now); nfs-cp "$U" "$TMP/back.bin" >/dev/null; t1=$(now)
+S_HIT=$(mbps "$SIZE_MB" "$t0" "$t1")
+cmp -s "$TMP/big.bin" "$TMP/back.bin" || { echo "sluice: read back differs" >&2; exit 1; }
+rm -f "$TMP/back.bin"
+stop_sluice # uploads what is left, then exits
+start_sluice 2 # empty cache
+U="nfs://127.0.0.1/share/big.bin?nfsport=$SPORT&mountport=$SPORT"
+t0=$(now); nfs-cp "$U" "$TMP/back.bin" >/dev/null; t1=$(now)
+S_MISS=$(mbps "$SIZE_MB" "$t0" "$t1")
+cmp -s "$TMP/big.bin" "$TMP/back.bin" || { echo "sluice: cache-miss read differs" >&2; exit 1; }
+rm -f "$TMP/back.bin"
+S_FILES=$("$TMP/nfsbench" smallfiles -addr "127.0.0.1:$SPORT" -n "$FILES" -workers "$WORKERS" | awk '/^FILES/ { printf "%.0f", $4 }')
+stop_sluice
+
+# --- Peer: nfs-ganesha (VFS FSAL) -----------------------------------------------
+P_WRITE=- P_HIT=- P_FILES=-
+if command -v ganesha.nfsd >/dev/null && [ "$(id -u)" = 0 ]; then
+	if ! (exec 3<>/dev/tcp/127.0.0.1/111) 2>/dev/null; then
+		mkdir -p /run/rpcbind
+		rpcbind -f -w >"$TMP/rpcbind.log" 2>&1 &
+		PIDS+=($!)
+		waitport 111
+	fi
+	GPORT=$(freeport) GMPORT=$(freeport)
+	mkdir -p "$TMP/peer"
+	cat >"$TMP/ganesha.conf" <<CONF
+NFS_CORE_PARAM { NFS_Port = $GPORT; MNT_Port = $GMPORT; NLM_Port = $(freeport); Rquota_Port = $(freeport);
+	Protocols = 3; Enable_NLM = false; Enable_RQUOTA = false; }
+NFSV4 { Graceless = true; }
+EXPORT { Export_Id = 1; Path = $TMP/peer; Pseudo = /share; Protocols = 3; Transports = TCP;
+	Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; }
+	CLIENT { Clients = *; Access_Type = RW; Squash = No_Root_Squash; } }
+LOG { Default_Log_Level = WARN; }
+CONF
+	ganesha.nfsd -F -f "$TMP/ganesha.conf" -L "$TMP/ganesha.log" -p "$TMP/ganesha.pid" &
+	PIDS+=($!)
+	waitport "$GPORT"
+	sleep 2
+	U="nfs://127.0.0.1$TMP/peer/big.bin?nfsport=$GPORT&mountport=$GMPORT"
+	t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now)
+	P_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
+	t0=$(now); nfs-cp "$U" "$TMP/back.bin" >/dev/null; t1=$(now)
+	P_HIT=$(mbps "$SIZE_MB" "$t0" "$t1")
+	rm -f "$TMP/back.bin"
+	P_FILES=$("$TMP/nfsbench" smallfiles -addr "127.0.0.1:$GPORT" -mountaddr "127.0.0.1:$GMPORT" -export "$TMP/peer" \
+		-n "$FILES" -workers "$WORKERS" | awk '/^FILES/ { printf "%.0f", $4 }')
+else
+	echo "peer (nfs-ganesha) not run: needs root and ganesha.nfsd" >&2
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+echo "| measurement | Sluice | peer (nfs-ganesha VFS) | ratio | goal |"
+echo "|---|---|---|---|---|"
+echo "| nfs-cp write ${SIZE_MB} MiB (MB/s) | $S_WRITE | $P_WRITE | $(ratio "$S_WRITE" "$P_WRITE") | >= 110 MiB/s |"
+echo "| nfs-cp read, cached (MB/s) | $S_HIT | $P_HIT | $(ratio "$S_HIT" "$P_HIT") | >= 590 MiB/s |"
+echo "| nfs-cp read, cache miss from MinIO (MB/s) | $S_MISS | - | - | >= 310 MiB/s |"
+echo "| create ${FILES} x 4 KiB files, ${WORKERS} connections (files/s) | $S_FILES | $P_FILES | $(ratio "$S_FILES" "$P_FILES") | >= 800 |"

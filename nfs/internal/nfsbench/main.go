@@ -1,0 +1,162 @@
+// Command nfsbench is the driver of bench/nfs.sh. "serve" runs a Sluice NFS
+// server for one S3 bucket (the daemon is not needed); "smallfiles" creates
+// many small files over NFSv3 with parallel workers against any server and
+// prints the rate; "readfile" reads a file with parallel READs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/sluicegw/sluice/internal/objstore"
+	"github.com/sluicegw/sluice/nfs"
+	"github.com/sluicegw/sluice/nfs/internal/nfsclient"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: nfsbench serve|smallfiles [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "smallfiles":
+		err = smallFiles(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nfsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	endpoint := fs.String("endpoint", "", "S3 endpoint URL")
+	bucket := fs.String("bucket", "", "bucket")
+	dir := fs.String("dir", "", "state and cache directory")
+	listen := fs.String("listen", "127.0.0.1:0", "NFS address")
+	verbose := fs.Bool("v", false, "log to stderr")
+	fs.Parse(args)
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: *endpoint, Bucket: *bucket,
+		Credentials: credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := s3.EnsureBucket(ctx); err != nil {
+		return err
+	}
+	var log *slog.Logger
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := nfs.NewServer(nfs.Config{Logger: log, StateDir: *dir + "/state", CacheDir: *dir + "/cache", CacheSize: 8 << 30})
+	if err != nil {
+		return err
+	}
+	if err := srv.AddShare(nfs.Share{Name: "share", Store: objstore.Wrap(s3, objstore.Options{}), Squash: nfs.NoSquash,
+		AllowedClients: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-sig:
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func smallFiles(args []string) error {
+	fs := flag.NewFlagSet("smallfiles", flag.ExitOnError)
+	addr := fs.String("addr", "", "NFS server host:port (MOUNT on the same port unless -mountaddr)")
+	mountAddr := fs.String("mountaddr", "", "MOUNT server host:port")
+	export := fs.String("export", "/share", "export path")
+	n := fs.Int("n", 10000, "files")
+	size := fs.Int("size", 4096, "bytes per file")
+	workers := fs.Int("workers", 16, "parallel workers (one connection each)")
+	dirName := fs.String("dir", "small", "directory to create the files in")
+	fs.Parse(args)
+	if *mountAddr == "" {
+		*mountAddr = *addr
+	}
+	mc, err := nfsclient.Dial(*mountAddr, nfsclient.Unix(0, 0))
+	if err != nil {
+		return err
+	}
+	root, err := mc.Mount(*export)
+	mc.Close()
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	conns := make([]*nfsclient.Client, *workers)
+	for i := range conns {
+		if conns[i], err = nfsclient.Dial(*addr, nfsclient.Unix(0, 0)); err != nil {
+			return err
+		}
+		defer conns[i].Close()
+	}
+	dir, err := conns[0].Mkdir(root, *dirName, 0o755)
+	if err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	data := []byte(strings.Repeat("x", *size))
+	start := time.Now()
+	var wg sync.WaitGroup
+	errc := make(chan error, *workers)
+	for w := range *workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := conns[w]
+			for i := w; i < *n; i += *workers {
+				name := fmt.Sprintf("f%06d", i)
+				fh, err := cl.Create(dir, name, 0o644)
+				if err == nil {
+					err = cl.Write(fh, 0, data, 0)
+				}
+				if err == nil {
+					err = cl.Commit(fh)
+				}
+				if err != nil {
+					errc <- fmt.Errorf("%s: %w", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	fmt.Printf("FILES %d %.3f %.1f\n", *n, el.Seconds(), float64(*n)/el.Seconds())
+	return nil
+}
