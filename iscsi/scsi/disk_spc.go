@@ -69,9 +69,9 @@ func (d *Disk) vpd(page byte, n Nexus) ([]byte, error) {
 	case vpdDeviceID:
 		var body []byte
 		body = AppendDesignator(body, 0, false, CodeSetBinary, AssocLU, DesigNAA, NAARegisteredExtended(d.opts.NAAOUI, d.opts.ID))
-		t10 := make([]byte, 8, 8+len(d.opts.Serial))
-		PutASCII(t10, d.opts.Vendor)
-		t10 = append(t10, d.opts.Serial...)
+		t10 := make([]byte, 8+len(d.opts.Serial))
+		PutASCII(t10[:8], d.opts.Vendor)
+		PutASCII(t10[8:], d.opts.Serial)
 		body = AppendDesignator(body, 0, false, CodeSetASCII, AssocLU, DesigT10Vendor, t10)
 		var rel [4]byte
 		binary.BigEndian.PutUint16(rel[2:], d.relPort(n))
@@ -195,8 +195,8 @@ func opReadCapacity16(d *Disk, _ context.Context, cmd *Command, c CDB) (int, err
 }
 
 // opStartStopUnit serves START STOP UNIT. The medium is not removable and
-// always spinning: START, LOEJ and power conditions are accepted and
-// ignored, except for reserved values.
+// always ready: START, LOEJ, IMMED and power conditions are accepted and
+// ignored.
 func opStartStopUnit(_ *Disk, _ context.Context, _ *Command, c CDB) (int, error) {
 	return 0, nil
 }

@@ -191,6 +191,9 @@ func (d *Disk) writeRepeated(ctx context.Context, block []byte, off, size int64)
 	}
 	fua := !d.wce.Load()
 	for done := int64(0); done < size; {
+		if err := ctx.Err(); err != nil {
+			return ErrAborted(ASCNoAdditionalSense, err)
+		}
 		k := min(chunk, size-done)
 		if err := d.writeFrom(ctx, buf[:k], off+done, fua); err != nil {
 			return err
