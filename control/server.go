@@ -109,6 +109,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), mux: http.NewServeMux(), routes: map[string]map[string]routeInfo{}, authRL: newFailLimiter()}
 	s.route("GET /v1/health", "GetHealth", RoleNone, s.getHealth)
+	s.route("GET /v1/openapi.json", "GetOpenAPI", RoleReadOnly, s.getOpenAPI)
 	s.route("GET /v1/gateway", "GetGateway", RoleReadOnly, s.getGateway)
 	s.route("GET /v1/gateway/bandwidth", "GetBandwidth", RoleReadOnly, s.getBandwidth)
 	s.route("PUT /v1/gateway/bandwidth", "UpdateBandwidth", RoleOperator, s.putBandwidth)
