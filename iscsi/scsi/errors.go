@@ -61,6 +61,7 @@ const (
 	ASCInvalidFieldInParamList    ASC = 0x2600
 	ASCParameterNotSupported      ASC = 0x2601
 	ASCParameterValueInvalid      ASC = 0x2602
+	ASCInvalidRelease             ASC = 0x2604 // INVALID RELEASE OF PERSISTENT RESERVATION
 	ASCWriteProtected             ASC = 0x2700
 	ASCNotReadyToReadyChange      ASC = 0x2800
 	ASCImportExportAccessed       ASC = 0x2801

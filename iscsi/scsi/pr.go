@@ -420,7 +420,7 @@ func (d *Disk) prRelease(n Nexus, me *registration, typ byte) error {
 		return nil
 	}
 	if p.typ != typ {
-		return NewSense(SenseIllegalRequest, asrInvalidRelease)
+		return NewSense(SenseIllegalRequest, ASCInvalidRelease)
 	}
 	old := p.typ
 	p.holder = nil
