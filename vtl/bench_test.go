@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/testenv"
 	"github.com/sluicegw/sluice/iscsi/iscsitest"
 	"github.com/sluicegw/sluice/iscsi/scsi"
-	"github.com/sluicegw/sluice/internal/testenv"
 )
 
 // benchTotal is the bytes written (and read back) per benchmark run: 4 GiB,

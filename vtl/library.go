@@ -88,6 +88,9 @@ type Config struct {
 	// UploadConcurrency+1 raw segments and UploadConcurrency compressed
 	// ones in memory.
 	UploadConcurrency int
+	// ReadAhead is the number of segments each reading drive fetches
+	// ahead of the one it reads (default 2).
+	ReadAhead int
 	// Compression is "lz4" (default), "zstd" or "none".
 	Compression string
 	// Pools defines archive pools; PoolDefault, PoolArchive (GLACIER) and
@@ -268,6 +271,7 @@ func (cfg *Config) defaults() error {
 		def(&cfg.MaxBlockSize, 1<<20, 512, maxRecord, "max block size"),
 		def(&cfg.SegmentSize, 32<<20, 1<<20, maxSegment, "segment size"),
 		def(&cfg.UploadConcurrency, 2, 1, 64, "upload concurrency"),
+		def(&cfg.ReadAhead, 2, 1, 64, "read-ahead"),
 	} {
 		if e != nil {
 			return e

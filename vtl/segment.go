@@ -65,46 +65,70 @@ func (c *codec) close() {
 	c.zdec.Close()
 }
 
-// bound is the largest segment object for n raw bytes.
+// bound is the largest compressed body for n raw bytes.
 func (c *codec) bound(n int) int {
-	return segHdrLen + max(lz4.CompressBlockBound(n), n+n/64+1024)
+	return max(lz4.CompressBlockBound(n), n+n/64+1024)
 }
 
-// encode writes the segment object for raw into dst (grown as needed) and
-// returns it. Data that does not shrink is stored uncompressed.
-func (c *codec) encode(dst, raw []byte) []byte {
-	need := c.bound(len(raw))
-	if cap(dst) < need {
-		dst = make([]byte, need)
-	}
-	dst = dst[:need]
+// sampleLen is how much of a segment is compressed first to decide
+// whether the rest is worth compressing.
+const sampleLen = 256 << 10
+
+// encode builds the segment object for raw: the header and the body,
+// which is either compressed into buf (grown as needed, returned for
+// reuse) or raw itself when the data does not shrink (a sample of the
+// segment is tried first, so incompressible data costs little).
+func (c *codec) encode(buf, raw []byte) (hdr [segHdrLen]byte, body, outBuf []byte) {
 	kind := c.kind
-	n := 0
-	switch kind {
-	case codecLZ4:
-		var lc lz4.Compressor
-		m, err := lc.CompressBlock(raw, dst[segHdrLen:])
-		if err == nil && m > 0 && m < len(raw) {
-			n = m
-		} else {
+	if kind != codecNone && len(raw) > 2*sampleLen {
+		need := c.bound(sampleLen)
+		if cap(buf) < need {
+			buf = make([]byte, need)
+		}
+		if n := c.compress(kind, buf[:need], raw[:sampleLen]); n == 0 || n > sampleLen*97/100 {
 			kind = codecNone
 		}
-	case codecZstd:
-		out := c.zenc.EncodeAll(raw, dst[segHdrLen:segHdrLen])
-		if len(out) < len(raw) && len(out) <= len(dst)-segHdrLen && &out[0] == &dst[segHdrLen] {
-			n = len(out)
+	}
+	if kind != codecNone {
+		need := c.bound(len(raw))
+		if cap(buf) < need {
+			buf = make([]byte, need)
+		}
+		if n := c.compress(kind, buf[:need], raw); n > 0 && n < len(raw) {
+			body = buf[:n]
 		} else {
 			kind = codecNone
 		}
 	}
 	if kind == codecNone {
-		n = copy(dst[segHdrLen:], raw)
+		body = raw
 	}
-	copy(dst, segMagic)
-	dst[4], dst[5], dst[6], dst[7] = kind, 0, 0, 0
-	binary.BigEndian.PutUint32(dst[8:], uint32(len(raw)))
-	binary.BigEndian.PutUint32(dst[12:], crc32.Checksum(raw, castagnoli))
-	return dst[:segHdrLen+n]
+	copy(hdr[:], segMagic)
+	hdr[4] = kind
+	binary.BigEndian.PutUint32(hdr[8:], uint32(len(raw)))
+	binary.BigEndian.PutUint32(hdr[12:], crc32.Checksum(raw, castagnoli))
+	return hdr, body, buf
+}
+
+// compress compresses src into dst with kind and returns the compressed
+// length, or 0 when it failed or did not fit.
+func (c *codec) compress(kind byte, dst, src []byte) int {
+	switch kind {
+	case codecLZ4:
+		var lc lz4.Compressor
+		n, err := lc.CompressBlock(src, dst)
+		if err != nil {
+			return 0
+		}
+		return n
+	case codecZstd:
+		out := c.zenc.EncodeAll(src, dst[:0])
+		if len(out) > len(dst) || (len(out) > 0 && &out[0] != &dst[0]) {
+			return 0
+		}
+		return len(out)
+	}
+	return 0
 }
 
 // decode checks and decompresses the segment object obj into dst (grown
@@ -214,17 +238,22 @@ func (u *uploader) submit(ctx context.Context, key string, seq uint64, raw []byt
 		case cb = <-u.comp:
 		default:
 		}
-		obj := u.codec.encode(cb, raw)
-		select {
-		case u.raw <- raw:
-		default:
+		hdr, body, cb := u.codec.encode(cb, raw)
+		aliased := len(body) > 0 && &body[0] == &raw[0]
+		if !aliased {
+			u.release(raw)
 		}
+		size := int64(len(hdr) + len(body))
 		err := fail("vtl/segment-upload")
 		if err == nil {
-			_, err = u.store.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)), objstore.PutOptions{ContentType: "application/octet-stream"})
+			r := io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(body))
+			_, err = u.store.Put(ctx, key, r, size, objstore.PutOptions{ContentType: "application/octet-stream"})
+		}
+		if aliased {
+			u.release(raw)
 		}
 		select {
-		case u.comp <- obj[:0]:
+		case u.comp <- cb[:0]:
 		default:
 		}
 		u.mu.Lock()
@@ -232,7 +261,7 @@ func (u *uploader) submit(ctx context.Context, key string, seq uint64, raw []byt
 			u.err = fmt.Errorf("vtl: upload %s: %w", key, err)
 		}
 		if err == nil {
-			u.lens[seq] = uint32(len(obj))
+			u.lens[seq] = uint32(size)
 		}
 		u.mu.Unlock()
 	}()
@@ -245,6 +274,14 @@ func (u *uploader) wait() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.err
+}
+
+// release returns a raw buffer to the pool.
+func (u *uploader) release(raw []byte) {
+	select {
+	case u.raw <- raw[:0]:
+	default:
+	}
 }
 
 // failed returns the sticky upload error without waiting.

@@ -35,10 +35,10 @@ type tapeIO struct {
 	idxBuf []byte
 
 	// read side
-	cur   segData
-	ahead chan segData // read-ahead result, at most one outstanding
-	ahIdx int          // segment index being read ahead (-1: none)
-	spare segData
+	readAhead int
+	cur       segData
+	ahead     []pending // read-ahead in segment order
+	spares    []segData // free buffers
 }
 
 // segData is a decoded segment held by the read cache.
@@ -57,9 +57,9 @@ func segKey(prefix string, seq uint64) string {
 // openTape loads the index of the tape stored under prefix (an empty tape
 // when there is none). With gc it deletes segment objects the index does
 // not reference (left by a crash before a commit).
-func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string, segSize, conc int, gc bool, fail func(string) error) (*tapeIO, error) {
-	t := &tapeIO{store: store, codec: c, prefix: prefix, segSize: segSize, fail: fail, ahIdx: -1}
-	t.cur.idx, t.spare.idx = -1, -1
+func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string, segSize, conc, readAhead int, gc bool, fail func(string) error) (*tapeIO, error) {
+	t := &tapeIO{store: store, codec: c, prefix: prefix, segSize: segSize, fail: fail, readAhead: readAhead}
+	t.cur.idx = -1
 	x, err := loadIndex(ctx, store, prefix+"index")
 	if err != nil {
 		return nil, err
@@ -260,8 +260,8 @@ func (t *tapeIO) commit(ctx context.Context) error {
 	return nil
 }
 
-// readObject returns the object at pos (< eod): the record data (valid
-// until the next call), or isFM for a filemark.
+// readObject returns the object at c: the record data (valid until the
+// next call), or isFM for a filemark.
 func (t *tapeIO) readObject(ctx context.Context, c cursor) ([]byte, bool, error) {
 	size := t.x.object(c)
 	if size == fmSize {
@@ -274,70 +274,111 @@ func (t *tapeIO) readObject(ctx context.Context, c cursor) ([]byte, bool, error)
 	return raw[c.off : c.off+size], false, nil
 }
 
+// pending is a segment being read ahead.
+type pending struct {
+	idx int
+	seq uint64
+	ch  chan segData
+}
+
 // segment returns the decoded data of segment i, from the cache, the
-// read-ahead or the store, and starts reading the next segment ahead.
+// read-ahead queue or the store, and keeps up to readAhead following
+// segments on their way.
 func (t *tapeIO) segment(ctx context.Context, i int) ([]byte, error) {
 	s := &t.x.segs[i]
 	if t.cur.idx == i && t.cur.seq == s.seq && t.cur.err == nil {
 		return t.cur.raw[:s.rawLen], nil
 	}
-	if t.ahIdx >= 0 {
-		d := <-t.ahead
-		idx := t.ahIdx
-		t.ahIdx = -1
-		if idx == i && d.err == nil && d.seq == s.seq {
-			t.spare, t.cur = t.cur, d
-			t.readAhead(i + 1)
-			return t.cur.raw[:s.rawLen], nil
+	var d segData
+	got := false
+	if len(t.ahead) > 0 && t.ahead[0].idx == i && t.ahead[0].seq == s.seq {
+		d = <-t.ahead[0].ch
+		t.ahead = t.ahead[1:]
+		got = d.err == nil
+		if !got {
+			t.spares = append(t.spares, d)
 		}
-		t.spare = d
+	} else {
+		t.drainAhead()
 	}
-	d := t.cur
-	d.idx, d.seq = -1, s.seq
-	var err error
-	d.comp, err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
-	if err == nil {
-		var raw []byte
-		raw, err = t.codec.decode(d.raw, d.comp, s.rawLen)
-		if raw != nil {
-			d.raw = raw[:cap(raw)]
-		}
-	}
-	if err != nil {
-		t.cur = d
-		return nil, err
-	}
-	d.idx = i
-	t.cur = d
-	t.readAhead(i + 1)
-	return t.cur.raw[:s.rawLen], nil
-}
-
-// readAhead starts fetching segment i in the background when it exists
-// and holds data.
-func (t *tapeIO) readAhead(i int) {
-	if i >= len(t.x.segs) || t.x.segs[i].seq == 0 || t.x.segs[i].objLen == 0 {
-		return
-	}
-	if t.ahead == nil {
-		t.ahead = make(chan segData, 1)
-	}
-	s := t.x.segs[i]
-	d := t.spare
-	t.spare = segData{idx: -1}
-	t.ahIdx = i
-	go func(ctx context.Context) {
-		d.idx, d.seq, d.err = i, s.seq, nil
-		d.comp, d.err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
-		if d.err == nil {
+	if !got {
+		d = t.spareData()
+		d.seq = s.seq
+		var err error
+		d.comp, err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
+		if err == nil {
 			var raw []byte
-			raw, d.err = t.codec.decode(d.raw, d.comp, s.rawLen)
+			raw, err = t.codec.decode(d.raw, d.comp, s.rawLen)
 			if raw != nil {
 				d.raw = raw[:cap(raw)]
 			}
 		}
-		t.ahead <- d
-	}(t.bg)
+		if err != nil {
+			d.idx = -1
+			t.spares = append(t.spares, d)
+			return nil, err
+		}
+	}
+	d.idx = i
+	if t.cur.raw != nil || t.cur.comp != nil {
+		t.cur.idx = -1
+		t.spares = append(t.spares, t.cur)
+	}
+	t.cur = d
+	t.fillAhead(i)
+	return t.cur.raw[:s.rawLen], nil
+}
+
+// spareData returns a free segment buffer pair.
+func (t *tapeIO) spareData() segData {
+	if n := len(t.spares); n > 0 {
+		d := t.spares[n-1]
+		t.spares = t.spares[:n-1]
+		d.err = nil
+		return d
+	}
+	return segData{idx: -1}
+}
+
+// fillAhead starts reading the segments after i, up to the read-ahead
+// depth.
+func (t *tapeIO) fillAhead(i int) {
+	next := i + 1
+	if n := len(t.ahead); n > 0 {
+		next = t.ahead[n-1].idx + 1
+	}
+	for len(t.ahead) < t.readAhead && next < len(t.x.segs) {
+		s := t.x.segs[next]
+		next++
+		if s.seq == 0 || s.objLen == 0 {
+			continue
+		}
+		p := pending{idx: next - 1, seq: s.seq, ch: make(chan segData, 1)}
+		t.ahead = append(t.ahead, p)
+		d := t.spareData()
+		go func(ctx context.Context) {
+			d.idx, d.seq = p.idx, s.seq
+			d.comp, d.err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
+			if d.err == nil {
+				var raw []byte
+				raw, d.err = t.codec.decode(d.raw, d.comp, s.rawLen)
+				if raw != nil {
+					d.raw = raw[:cap(raw)]
+				}
+			}
+			p.ch <- d
+		}(t.bg)
+	}
+}
+
+// drainAhead waits for every read-ahead and keeps the buffers.
+func (t *tapeIO) drainAhead() {
+	for _, p := range t.ahead {
+		d := <-p.ch
+		d.idx = -1
+		t.spares = append(t.spares, d)
+	}
+	t.ahead = t.ahead[:0]
 }
 
 // close commits (when commitFirst) and stops background work.
@@ -348,18 +389,12 @@ func (t *tapeIO) close(ctx context.Context, commitFirst bool) error {
 	}
 	t.cancel()
 	t.up.wait()
-	if t.ahIdx >= 0 {
-		<-t.ahead
-		t.ahIdx = -1
-	}
+	t.drainAhead()
 	return err
 }
 
-// dropReadCache forgets cached segment data (after a truncation).
+// dropReadCache forgets cached segment data (before the tape changes).
 func (t *tapeIO) dropReadCache() {
-	if t.ahIdx >= 0 {
-		t.spare = <-t.ahead
-		t.ahIdx = -1
-	}
+	t.drainAhead()
 	t.cur.idx = -1
 }
