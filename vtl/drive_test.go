@@ -122,6 +122,7 @@ func TestDriveSemantics(t *testing.T) {
 	if err != nil || ti.Location != "drive 1" || ti.Used == 0 {
 		t.Fatalf("tape after reopen: %+v %v", ti, err)
 	}
+	mustCheck(t, l2)
 }
 
 func TestEarlyWarningAndOverflow(t *testing.T) {

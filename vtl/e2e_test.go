@@ -275,5 +275,6 @@ func TestEndToEndMinIO(t *testing.T) {
 		t.Fatal("MODE SENSE: WP not set")
 	}
 	readAll(dr)
+	mustCheck(t, s.lib)
 	s.stop(t)
 }

@@ -141,3 +141,16 @@ func posOf(t testing.TB, r result) uint64 {
 }
 
 func eq(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// mustCheck fails the test when the library's consistency check finds a
+// problem.
+func mustCheck(t testing.TB, l *Library) {
+	t.Helper()
+	problems, err := l.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error("check:", p)
+	}
+}

@@ -74,6 +74,7 @@ func TestBarcodesNeverReused(t *testing.T) {
 	if _, err := l.Tape(a[0].Barcode); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted tape: %v", err)
 	}
+	mustCheck(t, l)
 }
 
 func TestRetentionLock(t *testing.T) {
@@ -148,6 +149,7 @@ func TestAutoCreate(t *testing.T) {
 	if n := len(l.Tapes()); n != 4 {
 		t.Fatalf("%d tapes after restart, want 4", n)
 	}
+	mustCheck(t, l)
 }
 
 func TestWORM(t *testing.T) {
@@ -204,4 +206,22 @@ func TestFailpoints(t *testing.T) {
 	}
 	exec(t, d2, cdbRead(1000, false, false), nil, 1000).senseIs(t, "FM", scsi.SenseNoSense, scsi.ASCFilemarkDetected)
 	exec(t, d2, cdbRead(1000, false, false), nil, 1000).senseIs(t, "EOD", scsi.SenseBlankCheck, scsi.ASCEndOfDataDetected)
+}
+
+func TestCheckFindsDamage(t *testing.T) {
+	store := embeddedStore(t)
+	l := openTestLibrary(t, store, nil)
+	defer l.Close(context.Background())
+	ctx := context.Background()
+	bc, d := loadFirst(t, l, 64<<20)
+	exec(t, d, cdbWrite(1000, false), record(1, 1000), 0).mustOK(t, "WRITE")
+	exec(t, d, cdbWFM(1), nil, 0).mustOK(t, "WFM")
+	mustCheck(t, l)
+	if err := store.Delete(ctx, segKey("vtl/tapes/"+bc+"/", 1)); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := l.Check(ctx)
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "segment 1 missing") {
+		t.Fatalf("check: %v %v", problems, err)
+	}
 }
