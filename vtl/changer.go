@@ -193,7 +193,9 @@ func (c *Changer) checkElements(addrs ...uint16) error {
 
 func (c *Changer) modeSense(cmd *scsi.Command, cdb *scsi.CDB) (int, error) {
 	ten := cdb.Opcode == 0x5a
+	c.lib.mu.Lock()
 	out, err := scsi.ModeSense(cdb, ten, scsi.ModeSenseHeader{NoDescriptor: true}, c.mode)
+	c.lib.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}

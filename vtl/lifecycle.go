@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicegw/sluice/iscsi/scsi"
 	"github.com/sluicegw/sluice/internal/objstore"
 )
 
@@ -247,12 +248,9 @@ func (l *Library) ImportTape(ctx context.Context, barcode string) (TapeInfo, err
 	}
 	t.Element = a
 	l.auditLocked("import", barcode, l.location(t))
-	l.changer.ua.EstablishAll(ascImportExportAccessed, nil)
+	l.changer.ua.EstablishAll(scsi.ASCImportExportAccessed, nil)
 	return l.infoLocked(t), l.saveLocked(ctx)
 }
-
-// ascImportExportAccessed is IMPORT OR EXPORT ELEMENT ACCESSED (28h/01h).
-const ascImportExportAccessed = 0x2801
 
 // ExportTape takes a tape out of the library (from a storage or
 // import/export slot); its data stays in place.
@@ -271,7 +269,7 @@ func (l *Library) ExportTape(ctx context.Context, barcode string) (TapeInfo, err
 		t.Status = StatusExported
 	}
 	l.auditLocked("export", barcode, "")
-	l.changer.ua.EstablishAll(ascImportExportAccessed, nil)
+	l.changer.ua.EstablishAll(scsi.ASCImportExportAccessed, nil)
 	if err := l.autoCreateLocked(ctx); err != nil {
 		l.log.Warn("automatic tape creation failed", "err", err)
 	}
