@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicegw/sluice/iscsi/scsi"
 	"github.com/sluicegw/sluice/internal/objstore"
+	"github.com/sluicegw/sluice/iscsi/scsi"
 )
 
 // CreateOptions describe tapes to create.
