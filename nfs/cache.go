@@ -453,8 +453,9 @@ func (f *cfile) fetch(ctx context.Context, off, end, readAhead int64) error {
 	return nil
 }
 
-// readAt reads up to n bytes at off from a cached file.
-func (f *cfile) readAt(ctx context.Context, off int64, n int) ([]byte, bool, error) {
+// readAt reads up to len(buf) bytes at off from a cached file into buf and
+// returns them.
+func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastUse = time.Now()
@@ -462,19 +463,22 @@ func (f *cfile) readAt(ctx context.Context, off int64, n int) ([]byte, bool, err
 	if off >= size {
 		return nil, true, nil
 	}
-	end := min(size, off+int64(n))
+	end := min(size, off+int64(len(buf)))
 	if err := f.fetch(ctx, off, end, f.x.srv.cfg.ReadAhead); err != nil {
 		return nil, false, err
 	}
-	buf := make([]byte, end-off)
+	buf = buf[:end-off]
 	if f.inMem {
+		n := 0
 		if off < int64(len(f.mem)) {
-			copy(buf, f.mem[off:])
+			n = copy(buf, f.mem[off:])
 		}
+		clear(buf[n:])
 		return buf, end == size, nil
 	}
 	df, err := os.Open(f.dataPath())
 	if errors.Is(err, os.ErrNotExist) {
+		clear(buf)
 		return buf, end == size, nil // all zeros: never written, nothing fetched
 	}
 	if err != nil {

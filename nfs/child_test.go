@@ -39,7 +39,7 @@ func runChild() {
 	if env("FAIL_UPLOADS") == "1" {
 		opts.Faults = func(s objstore.Store) objstore.Store {
 			f := objstore.NewFaultStore(s)
-			for _, op := range []string{"Put", "CreateMultipart", "Copy"} {
+			for _, op := range []string{objstore.OpPut, objstore.OpCreateMultipart, objstore.OpCopy} {
 				f.Add(objstore.FaultRule{Op: op, Err: fmt.Errorf("uploads disabled: %w", objstore.ErrInvalidArgument)})
 			}
 			return f

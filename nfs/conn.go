@@ -56,8 +56,10 @@ func (s *Server) serveConn(c net.Conn) {
 	br := bufio.NewReaderSize(c, 128<<10)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		rec, err := rpc.ReadRecord(br, maxRecord, nil)
+		bp := s.bufs.Get().(*[]byte)
+		rec, err := rpc.ReadRecord(br, maxRecord, *bp)
 		if err != nil {
+			s.bufs.Put(bp)
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				log.Debug("closing connection", "err", err)
 			}
@@ -67,12 +69,15 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			switch {
 			case errors.Is(err, rpc.ErrRPCVersion):
+				s.bufs.Put(bp)
 				send(rpc.RPCMismatchReply(call.XID))
 				continue
 			case errors.Is(err, rpc.ErrBadCred):
+				s.bufs.Put(bp)
 				send(rpc.AuthErrorReply(call.XID, rpc.AuthBadCred))
 				continue
 			}
+			s.bufs.Put(bp)
 			log.Debug("undecodable message, closing", "err", err)
 			return
 		}
@@ -81,7 +86,10 @@ func (s *Server) serveConn(c net.Conn) {
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			if reply := s.dispatch(ctx, client, call); reply != nil {
+			reply := s.dispatch(ctx, client, call)
+			*bp = rec[:0] // the call's arguments are not used after dispatch
+			s.bufs.Put(bp)
+			if reply != nil {
 				send(reply)
 			}
 		}()

@@ -95,7 +95,11 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 	if d.Err() != nil {
 		return rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)
 	}
-	var e rpc.Encoder
+	hint := 512
+	if call.Proc == procRead || call.Proc == procReaddir || call.Proc == procReaddirplus {
+		hint += maxIO
+	}
+	e := rpc.StartSuccess(call.XID, hint)
 	e.Uint32(uint32(StatusOK))
 	err := func() error {
 		sid, id, ok := decodeHandle(fh)
@@ -117,7 +121,7 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 			return statusErr(StatusStale, nil)
 		}
 		r := &request{ctx: ctx, x: x, who: x.identity(call.Cred), d: d, id: id, path: p}
-		return pi.fn(r, &e)
+		return pi.fn(r, e)
 	}()
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("nfs call", "proc", call.Proc, "err", err)
@@ -134,13 +138,13 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 		if st == StatusIO || st == StatusJukebox || st == StatusServerFault {
 			s.log.Warn("nfs call failed", "proc", call.Proc, "status", uint32(st), "err", err)
 		}
-		e = rpc.Encoder{}
+		e.B = e.B[:rpc.SuccessHeaderLen]
 		e.Uint32(uint32(st))
 		for range pi.failWords {
 			e.Uint32(0)
 		}
 	}
-	return rpc.AcceptedReply(call.XID, rpc.Success, e.B)
+	return rpc.FrameRecord(e.B)
 }
 
 // done checks that the arguments decoded.
@@ -275,7 +279,9 @@ func nfsRead(r *request, e *rpc.Encoder) error {
 	if err := r.done(); err != nil {
 		return err
 	}
-	b, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, n, r.who)
+	bp := r.x.srv.bufs.Get().(*[]byte)
+	defer r.x.srv.bufs.Put(bp)
+	b, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, (*bp)[:n], r.who)
 	if err != nil {
 		return err
 	}

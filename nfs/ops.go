@@ -680,8 +680,8 @@ func (x *share) setattr(ctx context.Context, p string, sa sattr, who ident, guar
 	}
 }
 
-// read reads from a regular file through the cache.
-func (x *share) read(ctx context.Context, id uint64, p string, off uint64, n uint32, who ident) ([]byte, bool, attrs, error) {
+// read reads from a regular file through the cache into buf.
+func (x *share) read(ctx context.Context, id uint64, p string, off uint64, buf []byte, who ident) ([]byte, bool, attrs, error) {
 	a, err := x.stat(ctx, p)
 	if err != nil {
 		return nil, false, a, err
@@ -698,7 +698,7 @@ func (x *share) read(ctx context.Context, id uint64, p string, off uint64, n uin
 		return nil, true, a, nil
 	}
 	f := x.cached(id, p, a)
-	b, eof, err := f.readAt(ctx, int64(off), int(n))
+	b, eof, err := f.readAt(ctx, int64(off), buf)
 	return b, eof, a, err
 }
 

@@ -136,6 +136,9 @@ type Server struct {
 	closed    bool
 	connSlots chan struct{}
 
+	// bufs recycles record and read buffers (*[]byte of maxRecord bytes).
+	bufs sync.Pool
+
 	quit    chan struct{} // closed by Shutdown
 	wg      sync.WaitGroup
 	cache   *cacheLRU
@@ -198,6 +201,10 @@ func NewServer(cfg Config) (*Server, error) {
 		conns:     map[net.Conn]struct{}{},
 		connSlots: make(chan struct{}, cfg.MaxConnections),
 		quit:      make(chan struct{}),
+	}
+	s.bufs.New = func() any {
+		b := make([]byte, 0, maxRecord)
+		return &b
 	}
 	for i, b := range vb {
 		s.verf |= uint64(b) << (8 * i)

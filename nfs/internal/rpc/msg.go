@@ -158,6 +158,24 @@ func AcceptedReply(xid uint32, stat AcceptStat, body []byte) []byte {
 	return FrameRecord(e.B)
 }
 
+// SuccessHeaderLen is the length of the header StartSuccess writes.
+const SuccessHeaderLen = 4 + 4 + 4 + 4 + 8 + 4
+
+// StartSuccess returns an encoder holding the header of an accepted,
+// successful reply (record mark included), with room for size bytes of
+// results: procedures append their results and FrameRecord frames it, so
+// large replies are built without copying.
+func StartSuccess(xid uint32, size int) *Encoder {
+	e := &Encoder{B: make([]byte, 4, SuccessHeaderLen+size)}
+	e.Uint32(xid)
+	e.Uint32(msgReply)
+	e.Uint32(replyAccepted)
+	e.Uint32(AuthNull)
+	e.Uint32(0)
+	e.Uint32(uint32(Success))
+	return e
+}
+
 // MismatchReply returns a PROG_MISMATCH reply naming the supported version
 // range, framed as one record.
 func MismatchReply(xid uint32, low, high uint32) []byte {
