@@ -41,6 +41,9 @@ type Config struct {
 	// MetricsInterval is the sampling interval of the built-in metric
 	// history behind /v1/metrics and alarms (default 1m).
 	MetricsInterval time.Duration `yaml:"metrics_interval"`
+	// GCInterval is how often unreferenced snapshot chunks are collected
+	// (default 24h).
+	GCInterval time.Duration `yaml:"gc_interval"`
 }
 
 // AuditConfig configures the audit trail (always on for management

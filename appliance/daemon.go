@@ -26,6 +26,7 @@ import (
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/state"
 	"github.com/sluicegw/sluice/iscsi"
+	"github.com/sluicegw/sluice/snapshot"
 )
 
 // Version is the daemon's version.
@@ -45,9 +46,10 @@ var (
 
 // Files under the data directory.
 const (
-	stateFile = "state.db"
-	storeDir  = "store"
-	auditDir  = "audit"
+	stateFile      = "state.db"
+	snapshotPrefix = "sluice-snapshots/"
+	storeDir       = "store"
+	auditDir       = "audit"
 )
 
 // Daemon is a running appliance.
@@ -67,6 +69,7 @@ type Daemon struct {
 	volumes  *volumeManager
 	audit    *audit.Log
 	bus      *events.Bus
+	catalog  *snapshot.Catalog
 	ring     *monitor.Ring
 	alarms   *monitor.Alarms
 	// storeReachable is the last health probe's answer.
@@ -122,9 +125,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Logger:  log.With("component", "iscsi"),
 		OnLogin: d.onISCSILogin,
 	})
-	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi); err != nil {
+	if d.catalog, err = snapshot.Open(d.store, snapshot.Options{Prefix: snapshotPrefix, Logger: log.With("component", "snapshot")}); err != nil {
+		return nil, fmt.Errorf("%w: snapshot catalogue: %w", ErrStore, err)
+	}
+	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi, d.catalog); err != nil {
 		return nil, err
 	}
+	d.volumes.onEvent = d.bus.Publish
 	d.ring = monitor.NewRing(d.registry, monitor.Options{Interval: cfg.MetricsInterval})
 	d.alarms = monitor.NewAlarms(d.ring, d.alarmChanged)
 	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
@@ -143,6 +150,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		},
 		OnBandwidthChange: d.saveBandwidth,
 		Volumes:           d.volumes,
+		Snapshots:         d.volumes,
 		Audit:             d.audit,
 		AuditBucket:       up,
 		Metrics:           d.ring,
@@ -310,6 +318,30 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 	}
 }
 
+// gcLoop collects unreferenced snapshot chunks every GCInterval.
+func (d *Daemon) gcLoop(ctx context.Context) {
+	every := d.cfg.GCInterval
+	if every <= 0 {
+		every = 24 * time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			res, err := d.volumes.RunGC(ctx, false)
+			if err != nil {
+				d.log.Warn("snapshot garbage collection", "err", err)
+				continue
+			}
+			d.log.Info("snapshot garbage collection", "deleted", res.Deleted, "deleted_bytes", res.DeletedBytes, "deferred", res.Deferred)
+			d.systemEvent("RunGarbageCollection", "gc", map[string]any{"deleted": res.Deleted, "deleted_bytes": res.DeletedBytes, "deferred": res.Deferred})
+		}
+	}
+}
+
 // ISCSIAddr returns the iSCSI listener's address.
 func (d *Daemon) ISCSIAddr() string { return d.iscsiLn.Addr().String() }
 
@@ -346,10 +378,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	probeCtx, stopProbe := context.WithCancel(context.Background())
-	wg.Add(2)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		d.probeLoop(probeCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.volumes.sched.Run(probeCtx); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("snapshot scheduler stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		d.gcLoop(probeCtx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -397,6 +439,10 @@ func (d *Daemon) close() error {
 	if d.volumes != nil {
 		errs = append(errs, d.volumes.close())
 		d.volumes = nil
+	}
+	if d.catalog != nil {
+		errs = append(errs, d.catalog.Close())
+		d.catalog = nil
 	}
 	if d.ctrlLn != nil {
 		_ = d.ctrlLn.Close()

@@ -11,14 +11,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/sluicegw/sluice/blockcache"
 	"github.com/sluicegw/sluice/control"
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/internal/events"
 	"github.com/sluicegw/sluice/internal/state"
 	"github.com/sluicegw/sluice/iscsi"
 	"github.com/sluicegw/sluice/iscsi/scsi"
+	"github.com/sluicegw/sluice/snapshot"
 )
 
 // IQNPrefix starts the iSCSI name of every volume's target.
@@ -51,6 +55,11 @@ type volumeRecord struct {
 	MutualUser        string        `json:"mutual_chap_user,omitempty"`
 	Secrets           storedSecrets `json:"secrets"`
 	AllowedInitiators []string      `json:"allowed_initiators,omitempty"`
+	ChunkSize         int           `json:"chunk_size"`
+	Codec             string        `json:"codec"`
+	FromSnapshot      string        `json:"from_snapshot,omitempty"`
+	// Schedule is the snapshot schedule; nil when off.
+	Schedule *snapshot.Policy `json:"schedule,omitempty"`
 }
 
 // storedSecrets are the CHAP secrets as the state database keeps them. A
@@ -72,10 +81,11 @@ type volumeDevice interface {
 
 // openVolume is a volume being served.
 type openVolume struct {
-	rec   volumeRecord
-	dev   volumeDevice
-	disk  *scsi.Disk
-	stats *volumeStats
+	rec    volumeRecord
+	stored *blockcache.StoredVolume
+	dev    volumeDevice
+	disk   *scsi.Disk
+	stats  *volumeStats
 }
 
 // volumeManager creates, serves and deletes volumes. It implements
@@ -85,14 +95,24 @@ type volumeManager struct {
 	state   *state.DB
 	dir     string
 	target  *iscsi.Server
+	catalog *snapshot.Catalog
+	sched   *snapshot.Scheduler
+	// onEvent publishes snapshot outcomes (the event bus).
+	onEvent func(events.Event)
 	mu      sync.Mutex
 	volumes map[string]*openVolume
+	// bg tracks background work (resuming snapshots) to wait for at close.
+	bg     sync.WaitGroup
+	bgCtx  context.Context
+	cancel context.CancelFunc
 }
 
 var _ control.Volumes = (*volumeManager)(nil)
 
-func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *iscsi.Server) (*volumeManager, error) {
-	m := &volumeManager{log: log, state: db, dir: filepath.Join(dataDir, volumesDir), target: target, volumes: map[string]*openVolume{}}
+func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *iscsi.Server, cat *snapshot.Catalog) (*volumeManager, error) {
+	m := &volumeManager{log: log, state: db, dir: filepath.Join(dataDir, volumesDir), target: target, catalog: cat, volumes: map[string]*openVolume{}}
+	m.bgCtx, m.cancel = context.WithCancel(context.Background())
+	m.sched = snapshot.NewScheduler(cat, snapshot.SchedulerOptions{Logger: log.With("component", "snapshot-schedule")})
 	if err := os.MkdirAll(m.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
@@ -101,7 +121,7 @@ func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *is
 		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
 	for _, rec := range recs {
-		if err := m.serve(rec, false); err != nil {
+		if err := m.serve(context.Background(), rec, false); err != nil {
 			m.close()
 			return nil, fmt.Errorf("%w: volume %s: %w", ErrDataDir, rec.Name, err)
 		}
@@ -111,7 +131,7 @@ func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *is
 
 var volumeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-func (m *volumeManager) dataPath(name string) string { return filepath.Join(m.dir, name+".img") }
+func (m *volumeManager) dataPath(name string) string { return filepath.Join(m.dir, name) }
 
 // validate checks a create request and builds the record.
 func validateVolume(req api.CreateVolume) (volumeRecord, error) {
@@ -156,6 +176,18 @@ func validateVolume(req api.CreateVolume) (volumeRecord, error) {
 			return bad("initiator name %q is not an iSCSI name", iqn)
 		}
 	}
+	if req.ChunkSize == 0 {
+		req.ChunkSize = snapshot.DefaultBlockSize
+	}
+	if !snapshot.ValidBlockSize(req.ChunkSize) {
+		return bad("chunk size %d: want a power of two from 64 KiB to 4 MiB", req.ChunkSize)
+	}
+	if req.Codec == "" {
+		req.Codec = "zstd"
+	}
+	if _, err := snapshot.ParseCodec(req.Codec); err != nil {
+		return bad("codec %q: want zstd, lz4 or none", req.Codec)
+	}
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return volumeRecord{}, err
@@ -166,15 +198,38 @@ func validateVolume(req api.CreateVolume) (volumeRecord, error) {
 		CHAPUser: req.CHAPUser, MutualUser: req.MutualCHAPUser,
 		Secrets:           storedSecrets{CHAP: req.CHAPSecret, Mutual: req.MutualCHAPSecret},
 		AllowedInitiators: slices.Clone(req.AllowedInitiators),
+		ChunkSize:         req.ChunkSize, Codec: req.Codec, FromSnapshot: req.FromSnapshot,
 	}, nil
 }
 
+// openStored opens (with create, creates) a volume's stored data.
+func (m *volumeManager) openStored(ctx context.Context, rec volumeRecord, create bool) (*blockcache.StoredVolume, error) {
+	dir := m.dataPath(rec.Name)
+	o := blockcache.Options{Logger: m.log.With("volume", rec.Name)}
+	if !create {
+		v, err := blockcache.OpenStored(dir, o)
+		if !errors.Is(err, blockcache.ErrNotVolume) {
+			return v, err
+		}
+		// The record was committed but the crash came before the volume
+		// directory was: create it now.
+		m.log.Warn("volume data missing; creating it", "volume", rec.Name)
+	}
+	codec, _ := snapshot.ParseCodec(rec.Codec)
+	cfg := blockcache.StoredConfig{Name: rec.Name, Size: rec.SizeBytes, BlockSize: rec.ChunkSize, Codec: codec}
+	if rec.FromSnapshot != "" {
+		return blockcache.CreateStoredFromSnapshot(ctx, dir, m.catalog, rec.FromSnapshot, cfg, o)
+	}
+	return blockcache.CreateStored(dir, cfg, o)
+}
+
 // serve opens a volume's device and adds its target.
-func (m *volumeManager) serve(rec volumeRecord, create bool) error {
-	raw, err := openStoredDevice(m.dataPath(rec.Name), rec.SizeBytes, create)
+func (m *volumeManager) serve(ctx context.Context, rec volumeRecord, create bool) error {
+	stored, err := m.openStored(ctx, rec, create)
 	if err != nil {
 		return err
 	}
+	raw := volumeDevice(stored)
 	stats := &volumeStats{}
 	dev := countingDevice{volumeDevice: raw, st: stats}
 	var id [16]byte
@@ -203,16 +258,41 @@ func (m *volumeManager) serve(rec volumeRecord, create bool) error {
 		return err
 	}
 	m.mu.Lock()
-	m.volumes[rec.Name] = &openVolume{rec: rec, dev: dev, disk: disk, stats: stats}
+	m.volumes[rec.Name] = &openVolume{rec: rec, stored: stored, dev: dev, disk: disk, stats: stats}
 	m.mu.Unlock()
+	if rec.Schedule != nil {
+		if err := m.sched.Set(rec.Name, *rec.Schedule, m.snapshotFunc(rec.Name)); err != nil {
+			m.log.Warn("snapshot schedule", "volume", rec.Name, "err", err)
+		}
+	}
+	if in := stored.Info(); in.PendingSnapshot != "" {
+		// A snapshot was interrupted (crash, outage): finish it.
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			info, _, err := stored.ResumeSnapshot(m.bgCtx, m.catalog)
+			if err != nil {
+				m.log.Error("resuming snapshot", "volume", rec.Name, "snapshot", in.PendingSnapshot, "err", err)
+				return
+			}
+			m.log.Info("resumed snapshot", "volume", rec.Name, "snapshot", info.ID, "status", info.Status)
+		}()
+	}
 	return nil
 }
 
-func (m *volumeManager) toAPI(rec volumeRecord) api.Volume {
+func (m *volumeManager) toAPI(ov *openVolume) api.Volume {
+	rec := ov.rec
 	v := api.Volume{
 		Name: rec.Name, Mode: rec.Mode, IQN: IQNPrefix + rec.Name, SizeBytes: rec.SizeBytes,
 		BlockSize: rec.BlockSize, Created: rec.Created, CHAPUser: rec.CHAPUser,
 		MutualCHAP: rec.MutualUser != "", AllowedInitiators: rec.AllowedInitiators,
+		ChunkSize: rec.ChunkSize, Codec: rec.Codec, FromSnapshot: rec.FromSnapshot,
+	}
+	if ov.stored != nil {
+		in := ov.stored.Info()
+		v.ChangedBytes = in.ChangedBlocks * int64(in.BlockSize)
+		v.LastSnapshot = in.Base
 	}
 	if v.AllowedInitiators == nil {
 		v.AllowedInitiators = []string{}
@@ -245,31 +325,30 @@ func (m *volumeManager) CreateVolume(ctx context.Context, req api.CreateVolume) 
 		}
 		return api.Volume{}, err
 	}
-	if err := m.serve(rec, true); err != nil {
+	if err := m.serve(ctx, rec, true); err != nil {
 		_ = m.state.Update(func(tx *state.Tx) error { return tx.Delete(volumesCollection, rec.Name) })
+		_ = os.RemoveAll(m.dataPath(rec.Name))
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrNotCompleted) {
+			return api.Volume{}, control.BadRequest(err)
+		}
 		return api.Volume{}, fmt.Errorf("serving volume %s: %w", rec.Name, err)
 	}
-	m.log.Info("volume created", "volume", rec.Name, "size", rec.SizeBytes, "chap", rec.CHAPUser != "")
-	return m.toAPI(rec), nil
+	m.log.Info("volume created", "volume", rec.Name, "size", rec.SizeBytes, "chap", rec.CHAPUser != "", "from_snapshot", rec.FromSnapshot)
+	return m.GetVolume(ctx, rec.Name)
 }
 
 // ListVolumes implements control.Volumes.
 func (m *volumeManager) ListVolumes(ctx context.Context) ([]api.Volume, error) {
 	m.mu.Lock()
-	recs := make([]volumeRecord, 0, len(m.volumes))
+	vols := make([]*openVolume, 0, len(m.volumes))
 	for _, v := range m.volumes {
-		recs = append(recs, v.rec)
+		vols = append(vols, v)
 	}
 	m.mu.Unlock()
-	slices.SortFunc(recs, func(a, b volumeRecord) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
-	out := make([]api.Volume, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, m.toAPI(r))
+	slices.SortFunc(vols, func(a, b *openVolume) int { return strings.Compare(a.rec.Name, b.rec.Name) })
+	out := make([]api.Volume, 0, len(vols))
+	for _, v := range vols {
+		out = append(out, m.toAPI(v))
 	}
 	return out, nil
 }
@@ -282,7 +361,7 @@ func (m *volumeManager) GetVolume(ctx context.Context, name string) (api.Volume,
 	if !ok {
 		return api.Volume{}, control.NotFound("no volume %q", name)
 	}
-	return m.toAPI(v.rec), nil
+	return m.toAPI(v), nil
 }
 
 // DeleteVolume implements control.Volumes: the target goes away (its
@@ -300,13 +379,17 @@ func (m *volumeManager) DeleteVolume(ctx context.Context, name string) error {
 	if err := m.target.RemoveTarget(IQNPrefix + name); err != nil {
 		m.log.Warn("removing target", "volume", name, "err", err)
 	}
+	m.sched.Remove(name)
 	if err := v.dev.Close(); err != nil {
 		m.log.Warn("closing volume", "volume", name, "err", err)
 	}
 	if err := m.state.Update(func(tx *state.Tx) error { return tx.Delete(volumesCollection, name) }); err != nil {
 		return err
 	}
-	if err := os.Remove(m.dataPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// Snapshots of the volume stay in the catalogue (they can be restored
+	// to new volumes); chunks only they reference go at the next GC after
+	// they are deleted.
+	if err := os.RemoveAll(m.dataPath(name)); err != nil {
 		return fmt.Errorf("removing data of volume %s: %w", name, err)
 	}
 	m.log.Info("volume deleted", "volume", name)
@@ -330,8 +413,11 @@ func (m *volumeManager) flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// close closes every volume's device.
+// close stops background work and closes every volume's device. A
+// snapshot cut short stays pending and resumes at the next start.
 func (m *volumeManager) close() error {
+	m.cancel()
+	m.bg.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error

@@ -64,6 +64,8 @@ type Config struct {
 	OnBandwidthChange func(api.Bandwidth) error
 	// Volumes, when set, serves /v1/volumes.
 	Volumes Volumes
+	// Snapshots, when set, serves snapshots, schedules and GC.
+	Snapshots Snapshots
 	// Audit, when set, records every API call and serves /v1/audit.
 	Audit *audit.Log
 	// AuditBucket, when set, is the bucket copy of the trail, for
@@ -114,6 +116,7 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/gateway/bandwidth", "GetBandwidth", RoleReadOnly, s.getBandwidth)
 	s.route("PUT /v1/gateway/bandwidth", "UpdateBandwidth", RoleOperator, s.putBandwidth)
 	s.volumeRoutes()
+	s.snapshotRoutes()
 	s.tokenRoutes()
 	s.auditRoutes()
 	s.monitorRoutes()

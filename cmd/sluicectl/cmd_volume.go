@@ -27,6 +27,9 @@ type volumeCreateOptions struct {
 	mutualSecret     string
 	mutualSecretFile string
 	allow            []string
+	chunkSize        string
+	codec            string
+	fromSnapshot     string
 }
 
 // AddFlags registers the flags.
@@ -41,6 +44,9 @@ func (o *volumeCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.mutualSecret, "mutual-chap-secret", "", "secret the target presents for mutual CHAP")
 	fs.StringVar(&o.mutualSecretFile, "mutual-chap-secret-file", "", "file holding the mutual CHAP secret")
 	fs.StringArrayVar(&o.allow, "allow-initiator", nil, "initiator IQN allowed to log in (repeat; none = any)")
+	fs.StringVar(&o.chunkSize, "chunk-size", "1MiB", "snapshot chunk size, 64KiB to 4MiB")
+	fs.StringVar(&o.codec, "codec", "zstd", "snapshot compression: zstd, lz4 or none")
+	fs.StringVar(&o.fromSnapshot, "from-snapshot", "", "create the volume with this snapshot's content (size comes from it)")
 }
 
 func newVolumeCommand(g *globalOptions) *cobra.Command {
@@ -55,7 +61,7 @@ func newVolumeCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	co.AddFlags(create.Flags())
-	vol.AddCommand(create,
+	vol.AddCommand(create, newScheduleCommand(g),
 		&cobra.Command{
 			Use: "list", Short: "List volumes", Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error { return runVolumeList(cmd.Context(), g) },
@@ -102,23 +108,36 @@ func secretFrom(value, file string) (string, error) {
 }
 
 func runVolumeCreate(ctx context.Context, g *globalOptions, name string, o volumeCreateOptions) error {
-	if o.size == "" {
-		return &usageError{fmt.Errorf("--size is required")}
+	c, err := g.client()
+	if err != nil {
+		return err
 	}
-	size, err := parseBytes(o.size)
+	var size int64
+	switch {
+	case o.fromSnapshot != "":
+		snap, err := c.GetSnapshot(ctx, o.fromSnapshot)
+		if err != nil {
+			return err
+		}
+		size = snap.SizeBytes
+	case o.size == "":
+		return &usageError{fmt.Errorf("--size is required")}
+	default:
+		if size, err = parseBytes(o.size); err != nil {
+			return err
+		}
+	}
+	chunk, err := parseBytes(o.chunkSize)
 	if err != nil {
 		return err
 	}
 	req := api.CreateVolume{Name: name, Mode: o.mode, SizeBytes: size, BlockSize: o.blockSize,
-		CHAPUser: o.chapUser, MutualCHAPUser: o.mutualUser, AllowedInitiators: o.allow}
+		CHAPUser: o.chapUser, MutualCHAPUser: o.mutualUser, AllowedInitiators: o.allow,
+		ChunkSize: int(chunk), Codec: o.codec, FromSnapshot: o.fromSnapshot}
 	if req.CHAPSecret, err = secretFrom(o.chapSecret, o.chapSecretFile); err != nil {
 		return err
 	}
 	if req.MutualCHAPSecret, err = secretFrom(o.mutualSecret, o.mutualSecretFile); err != nil {
-		return err
-	}
-	c, err := g.client()
-	if err != nil {
 		return err
 	}
 	v, err := c.CreateVolume(ctx, req)
@@ -189,5 +208,8 @@ func (g *globalOptions) printVolume(v api.Volume) error {
 		{"INITIATORS", allow},
 		{"SESSIONS", strconv.Itoa(v.Sessions)},
 		{"CREATED", v.Created.Format(time.RFC3339)},
+		{"SNAPSHOT CHUNKS", humanize.IBytes(uint64(v.ChunkSize)) + " " + v.Codec},
+		{"CHANGED SINCE SNAPSHOT", humanize.IBytes(uint64(v.ChangedBytes))},
+		{"LAST SNAPSHOT", v.LastSnapshot},
 	})
 }

@@ -109,6 +109,15 @@ type Volume struct {
 	AllowedInitiators []string `json:"allowed_initiators"`
 	// Sessions is the number of iSCSI sessions logged in to the volume.
 	Sessions int `json:"sessions"`
+	// ChunkSize and Codec are the snapshot chunking of the volume.
+	ChunkSize int    `json:"chunk_size"`
+	Codec     string `json:"codec"`
+	// ChangedBytes is how much has changed since the last snapshot.
+	ChangedBytes int64 `json:"changed_bytes"`
+	// LastSnapshot is the snapshot the volume's next snapshot builds on.
+	LastSnapshot string `json:"last_snapshot,omitempty"`
+	// FromSnapshot is the snapshot the volume was created from.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
 }
 
 // CreateVolume is the body of POST /v1/volumes.
@@ -127,6 +136,12 @@ type CreateVolume struct {
 	MutualCHAPUser    string   `json:"mutual_chap_user,omitempty"`
 	MutualCHAPSecret  string   `json:"mutual_chap_secret,omitempty"`
 	AllowedInitiators []string `json:"allowed_initiators,omitempty"`
+	// ChunkSize is the snapshot chunk size, 64 KiB to 4 MiB (default
+	// 1 MiB); Codec compresses snapshot chunks: zstd (default), lz4, none.
+	ChunkSize int    `json:"chunk_size,omitempty"`
+	Codec     string `json:"codec,omitempty"`
+	// FromSnapshot creates the volume with a completed snapshot's content.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
 }
 
 // VolumeList is the answer of GET /v1/volumes.
@@ -162,4 +177,88 @@ type AuditEvents struct {
 	Events []json.RawMessage `json:"events"`
 	// Next continues the listing (pass as after=).
 	Next uint64 `json:"next,omitempty"`
+}
+
+// Snapshot is a point-in-time snapshot of a volume in the catalogue.
+type Snapshot struct {
+	ID     string `json:"id"`
+	Volume string `json:"volume"`
+	Parent string `json:"parent,omitempty"`
+	// Status is pending, completed or error.
+	Status          string            `json:"status"`
+	Error           string            `json:"error,omitempty"`
+	Created         time.Time         `json:"created"`
+	Completed       *time.Time        `json:"completed,omitempty"`
+	SizeBytes       int64             `json:"size_bytes"`
+	ChunkSize       int               `json:"chunk_size"`
+	Codec           string            `json:"codec"`
+	Description     string            `json:"description,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	LogicalBytes    int64             `json:"logical_bytes"`
+	StoredBytes     int64             `json:"stored_bytes"`
+	ReferencedBytes int64             `json:"referenced_bytes"`
+	ChunksUploaded  int64             `json:"chunks_uploaded"`
+}
+
+// CreateSnapshot is the body of POST /v1/volumes/{name}/snapshots.
+type CreateSnapshot struct {
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+}
+
+// SnapshotList is the answer of GET /v1/snapshots.
+type SnapshotList struct {
+	Snapshots []Snapshot `json:"snapshots"`
+}
+
+// RestoreSnapshot is the body of POST /v1/snapshots/{id}/restore: a new
+// volume with the snapshot's content.
+type RestoreSnapshot struct {
+	Volume string `json:"volume"`
+	// CHAP and initiator settings of the new volume, as in CreateVolume.
+	CHAPUser          string   `json:"chap_user,omitempty"`
+	CHAPSecret        string   `json:"chap_secret,omitempty"`
+	AllowedInitiators []string `json:"allowed_initiators,omitempty"`
+}
+
+// VerifyResult is the answer of POST /v1/snapshots/{id}/verify.
+type VerifyResult struct {
+	ID string `json:"id"`
+	OK bool   `json:"ok"`
+	// Chunks is the number of distinct chunks re-read and re-hashed.
+	Chunks int `json:"chunks"`
+	// Missing and Corrupt name bad chunks (at most 100 each).
+	Missing []string `json:"missing,omitempty"`
+	Corrupt []string `json:"corrupt,omitempty"`
+}
+
+// Schedule is a volume's snapshot schedule (PUT/GET
+// /v1/volumes/{name}/schedule): every IntervalHours (1-24) from StartHour
+// UTC, keeping the last KeepLast and those younger than KeepDays.
+type Schedule struct {
+	Enabled       bool       `json:"enabled"`
+	IntervalHours int        `json:"interval_hours"`
+	StartHour     int        `json:"start_hour"`
+	KeepLast      int        `json:"keep_last"`
+	KeepDays      int        `json:"keep_days"`
+	Next          *time.Time `json:"next,omitempty"`
+	LastRun       *time.Time `json:"last_run,omitempty"`
+	LastSnapshot  string     `json:"last_snapshot,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+}
+
+// GCRequest is the body of POST /v1/gc.
+type GCRequest struct {
+	DryRun bool `json:"dry_run"`
+}
+
+// GCResult is the answer of POST /v1/gc.
+type GCResult struct {
+	Deferred     bool  `json:"deferred"`
+	Snapshots    int   `json:"snapshots"`
+	LiveChunks   int   `json:"live_chunks"`
+	Chunks       int   `json:"chunks"`
+	Deleted      int   `json:"deleted"`
+	DeletedBytes int64 `json:"deleted_bytes"`
+	Young        int   `json:"young"`
 }

@@ -227,3 +227,61 @@ func (c *Client) VerifyAudit(ctx context.Context, source string, out any) error 
 func (c *Client) MetricsQuery(ctx context.Context, q url.Values, out any) error {
 	return c.Do(ctx, http.MethodGet, "/v1/metrics/query?"+q.Encode(), nil, out)
 }
+
+// CreateSnapshot calls POST /v1/volumes/{name}/snapshots; it returns when
+// the snapshot is completed or failed.
+func (c *Client) CreateSnapshot(ctx context.Context, volume string, req api.CreateSnapshot) (api.Snapshot, error) {
+	var s api.Snapshot
+	return s, c.Do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(volume)+"/snapshots", req, &s)
+}
+
+// ListSnapshots calls GET /v1/snapshots (all volumes when volume is empty).
+func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]api.Snapshot, error) {
+	var l api.SnapshotList
+	q := ""
+	if volume != "" {
+		q = "?volume=" + url.QueryEscape(volume)
+	}
+	return l.Snapshots, c.Do(ctx, http.MethodGet, "/v1/snapshots"+q, nil, &l)
+}
+
+// GetSnapshot calls GET /v1/snapshots/{id}.
+func (c *Client) GetSnapshot(ctx context.Context, id string) (api.Snapshot, error) {
+	var s api.Snapshot
+	return s, c.Do(ctx, http.MethodGet, "/v1/snapshots/"+url.PathEscape(id), nil, &s)
+}
+
+// DeleteSnapshot calls DELETE /v1/snapshots/{id}.
+func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/snapshots/"+url.PathEscape(id), nil, nil)
+}
+
+// VerifySnapshot calls POST /v1/snapshots/{id}/verify.
+func (c *Client) VerifySnapshot(ctx context.Context, id string) (api.VerifyResult, error) {
+	var r api.VerifyResult
+	return r, c.Do(ctx, http.MethodPost, "/v1/snapshots/"+url.PathEscape(id)+"/verify", nil, &r)
+}
+
+// RestoreSnapshot calls POST /v1/snapshots/{id}/restore.
+func (c *Client) RestoreSnapshot(ctx context.Context, id string, req api.RestoreSnapshot) (api.Volume, error) {
+	var v api.Volume
+	return v, c.Do(ctx, http.MethodPost, "/v1/snapshots/"+url.PathEscape(id)+"/restore", req, &v)
+}
+
+// SetSchedule calls PUT /v1/volumes/{name}/schedule.
+func (c *Client) SetSchedule(ctx context.Context, volume string, s api.Schedule) (api.Schedule, error) {
+	var out api.Schedule
+	return out, c.Do(ctx, http.MethodPut, "/v1/volumes/"+url.PathEscape(volume)+"/schedule", s, &out)
+}
+
+// GetSchedule calls GET /v1/volumes/{name}/schedule.
+func (c *Client) GetSchedule(ctx context.Context, volume string) (api.Schedule, error) {
+	var out api.Schedule
+	return out, c.Do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(volume)+"/schedule", nil, &out)
+}
+
+// RunGC calls POST /v1/gc.
+func (c *Client) RunGC(ctx context.Context, dryRun bool) (api.GCResult, error) {
+	var r api.GCResult
+	return r, c.Do(ctx, http.MethodPost, "/v1/gc", api.GCRequest{DryRun: dryRun}, &r)
+}
