@@ -64,10 +64,9 @@ func TestFailpointsThenReopen(t *testing.T) {
 			if fp == "stored.cow-copied" {
 				// Crash during copy-on-write: a write lands while the
 				// snapshot is pending (the upload is stalled).
-				// Chunk lookups fail, and so do the attempts to record
-				// the failure (puts 2-4; put 1 is the pending entry).
-				e.faults.Add(objstore.FaultRule{Op: objstore.OpHead, Err: objstore.ErrInjected})
-				for n := 2; n <= 4; n++ {
+				// Every put after the pending entry (put 1) fails:
+				// chunk uploads and the attempts to record the failure.
+				for n := 2; n <= 200; n++ {
 					e.faults.Add(objstore.FaultRule{Op: objstore.OpPut, Nth: n, Err: objstore.ErrInjected})
 				}
 				_, snapErr = v.Snapshot(ctx, e.cat, SnapshotRequest{})

@@ -90,8 +90,14 @@ type Options struct {
 	// Prefix is prepended to every object key (e.g. "snapshots/").
 	Prefix string
 	// Concurrency is the number of upload/download workers, each holding
-	// at most one block and one encoded chunk in memory (default 8).
+	// at most one block and one encoded chunk in memory (default 16).
 	Concurrency int
+	// CheckExisting makes Create ask the store (HEAD) whether a new chunk
+	// exists before uploading it, instead of a conditional upload that the
+	// store refuses when it does. It saves upload bandwidth when volumes
+	// share much content (clones) at the cost of one more request per new
+	// chunk. Resuming a snapshot always checks first.
+	CheckExisting bool
 	// GCGrace: garbage collection never deletes a chunk younger than this
 	// (default 1h); it covers clock skew and writers that lost their lease.
 	GCGrace time.Duration
@@ -126,7 +132,7 @@ type Catalog struct {
 // objstore.Wrap first to get retries and the bandwidth limit.
 func Open(s objstore.Store, o Options) (*Catalog, error) {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 8
+		o.Concurrency = 16
 	}
 	if o.GCGrace <= 0 {
 		o.GCGrace = time.Hour

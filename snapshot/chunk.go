@@ -320,6 +320,20 @@ func (cs *ChunkStore) Put(ctx context.Context, id ChunkID, obj []byte) error {
 	return nil
 }
 
+// PutIfAbsent stores an encoded chunk object unless the store already has
+// it (a conditional write: one request either way). created reports
+// whether this call stored it.
+func (cs *ChunkStore) PutIfAbsent(ctx context.Context, id ChunkID, obj []byte) (created bool, err error) {
+	_, err = cs.store.Put(ctx, cs.Key(id), bytes.NewReader(obj), int64(len(obj)), objstore.PutOptions{IfNoneMatch: true})
+	if errors.Is(err, objstore.ErrPreconditionFailed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("storing chunk %s: %w", id, err)
+	}
+	return true, nil
+}
+
 // GetObject reads the encoded chunk object into buf[:0] and returns it.
 // A missing chunk is reported as ErrChunkMissing.
 func (cs *ChunkStore) GetObject(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {

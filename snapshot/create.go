@@ -63,6 +63,8 @@ type createRun struct {
 	info  Info
 	etag  string
 	known map[ChunkID]uint32
+	// check: ask the store before uploading (resumes, CheckExisting).
+	check bool
 
 	uploaded, uploadedBytes, read atomic.Int64
 }
@@ -83,7 +85,7 @@ func (c *Catalog) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	if req.ID == "" {
 		req.ID = NewID(c.o.Now())
 	}
-	r := &createRun{c: c, req: req}
+	r := &createRun{c: c, req: req, check: c.o.CheckExisting}
 	done, err := r.begin(ctx)
 	if err != nil || done {
 		return r.info, err
@@ -168,6 +170,7 @@ func (r *createRun) begin(ctx context.Context) (done bool, err error) {
 		if etag, err = c.writeEntry(ctx, in, false, etag); err != nil {
 			return false, err
 		}
+		r.check = true // most chunks may be stored already
 		c.log.Info("resuming snapshot", "id", req.ID, "volume", req.Volume)
 	}
 	r.info, r.etag = in, etag
@@ -375,18 +378,27 @@ func (r *createRun) store(ctx context.Context, p, zero, enc []byte, i int64) (Bl
 		return BlockRef{ID: id, Stored: st}, nil
 	}
 	c := r.c
-	size, ok, err := c.chunks.Stat(ctx, id)
-	if err != nil {
-		return BlockRef{}, err
-	}
-	if !ok {
-		obj := c.coder.Encode(enc[:0], p, r.req.Codec)
-		if err := c.chunks.Put(ctx, id, obj); err != nil {
+	var (
+		size int64
+		have bool
+		err  error
+	)
+	if r.check {
+		if size, have, err = c.chunks.Stat(ctx, id); err != nil {
 			return BlockRef{}, err
 		}
+	}
+	if !have {
+		obj := c.coder.Encode(enc[:0], p, r.req.Codec)
 		size = int64(len(obj))
-		r.uploaded.Add(1)
-		r.uploadedBytes.Add(size)
+		created, err := c.chunks.PutIfAbsent(ctx, id, obj)
+		if err != nil {
+			return BlockRef{}, err
+		}
+		if created {
+			r.uploaded.Add(1)
+			r.uploadedBytes.Add(size)
+		}
 	}
 	r.mu.Lock()
 	r.known[id] = uint32(size)
