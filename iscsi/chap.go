@@ -9,7 +9,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"strconv"
@@ -122,10 +121,6 @@ func decodeCHAPBinary(v string) ([]byte, error) {
 }
 
 func encodeCHAPBinary(b []byte) string { return "0x" + hex.EncodeToString(b) }
-
-// errAuth is a failed authentication; the login is answered with status
-// 0x0201 and the reason is logged (never the secret).
-var errAuth = errors.New("authentication failed")
 
 // chapServer runs the target side of one CHAP exchange.
 type chapServer struct {

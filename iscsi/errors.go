@@ -25,4 +25,9 @@ var (
 	errDigest = errors.New("iscsi: digest mismatch")
 	// errTooLarge marks a PDU larger than negotiated.
 	errTooLarge = errors.New("iscsi: PDU too large")
+	// errAuth is a failed authentication; the login is answered with
+	// status 0x0201 and the reason is logged (never the secret).
+	errAuth = errors.New("authentication failed")
+	// errLogout ends the read loop after a logout response.
+	errLogout = errors.New("logged out")
 )

@@ -177,9 +177,6 @@ func (s *session) close(cause error) {
 	s.c.abort(cause)
 }
 
-// errLogout ends the read loop after a logout response.
-var errLogout = errors.New("logged out")
-
 // run is the full feature phase read loop. It returns when the
 // connection ends.
 func (s *session) run() error {

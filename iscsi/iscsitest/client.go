@@ -68,6 +68,7 @@ type LoginError struct {
 	Class, Detail byte
 }
 
+// Error implements error.
 func (e *LoginError) Error() string {
 	return fmt.Sprintf("iscsitest: login failed with status 0x%02x%02x", e.Class, e.Detail)
 }
@@ -773,8 +774,24 @@ func (c *Client) Nop(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// TaskMgmt sends a task management function and returns the response code.
-// refTag is the task to abort for ABORT TASK.
+// Task management functions and responses (RFC 7143 sections 11.5, 11.6).
+const (
+	TMFAbortTask       = 1
+	TMFAbortTaskSet    = 2
+	TMFClearTaskSet    = 4
+	TMFLUNReset        = 5
+	TMFTargetWarmReset = 6
+	TMFTargetColdReset = 7
+
+	TMFComplete     = 0
+	TMFNoTask       = 1
+	TMFNoLUN        = 2
+	TMFNotSupported = 5
+)
+
+// TaskMgmt sends a task management function (TMFAbortTask...) and returns
+// the response code (TMFComplete...). refTag is the task to abort for
+// ABORT TASK.
 func (c *Client) TaskMgmt(ctx context.Context, function byte, lun uint64, refTag uint32) (byte, error) {
 	p := &PDU{}
 	p.BHS[0] = OpTaskMgmt
