@@ -422,3 +422,30 @@ func TestShutdownWaitsAndAsksLogout(t *testing.T) {
 		t.Fatal("login after shutdown")
 	}
 }
+
+func TestSendTargetsContinuation(t *testing.T) {
+	ts := startServer(t, serverOpts{})
+	want := map[string]bool{testTarget: true}
+	for i := range 40 {
+		name := fmt.Sprintf("iqn.2026-11.io.sluicegw:a-rather-long-target-name-for-continuation-%03d", i)
+		if err := ts.srv.AddTarget(Target{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = true
+	}
+	c := ts.login(t, iscsitest.Options{Discovery: true, MaxRecvDataSegmentLength: 512})
+	defer c.Logout(tctx(t))
+	kv, err := c.SendTargets(tctx(t), "All")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, p := range kv {
+		if p[0] == "TargetName" {
+			got[p[1]] = true
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got targets %v, want %v", got, want)
+	}
+}

@@ -727,7 +727,7 @@ func (c *Client) Command(ctx context.Context, lun uint64, cdb []byte, dataOut []
 // see: "All" in a discovery session. It returns the TargetName and
 // TargetAddress pairs in order.
 func (c *Client) SendTargets(ctx context.Context, what string) ([][2]string, error) {
-	var all [][2]string
+	var all []byte
 	ttt := uint32(reserved)
 	for {
 		p := &PDU{}
@@ -745,9 +745,10 @@ func (c *Client) SendTargets(ctx context.Context, what string) ([][2]string, err
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, ParseText(r.Data)...)
+		// A long answer comes in pieces that may split a pair.
+		all = append(all, r.Data...)
 		if r.BHS[1]&0x80 != 0 {
-			return all, nil
+			return ParseText(all), nil
 		}
 		ttt = r.U32(20)
 	}
