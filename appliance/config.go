@@ -44,6 +44,24 @@ type Config struct {
 	// GCInterval is how often unreferenced snapshot chunks are collected
 	// (default 24h).
 	GCInterval time.Duration `yaml:"gc_interval"`
+	// NFS configures the file gateway.
+	NFS NFSConfig `yaml:"nfs"`
+}
+
+// NFSConfig configures the file gateway.
+type NFSConfig struct {
+	// PortmapAddr is where the portmapper listens: "auto" (the default)
+	// means port 111 on the NFS address's host when it can be bound (a
+	// warning otherwise); "off" or "" turns it off.
+	PortmapAddr string `yaml:"portmap_addr"`
+	// CacheSize bounds clean cached file data (default 10 GiB).
+	CacheSize int64 `yaml:"cache_size"`
+	// MetadataTTL is how long cached metadata is trusted before it is
+	// revalidated against the bucket (default 5s).
+	MetadataTTL time.Duration `yaml:"metadata_ttl"`
+	// SettleTime uploads a written file this long after its last write
+	// when the client sends no COMMIT (default 3s).
+	SettleTime time.Duration `yaml:"settle_time"`
 }
 
 // AuditConfig configures the audit trail (always on for management
@@ -103,6 +121,7 @@ func DefaultConfig() Config {
 		NFSAddr:     "127.0.0.1:" + DefaultNFSPort,
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Audit:       AuditConfig{Prefix: "sluice-audit/"},
+		NFS:         NFSConfig{PortmapAddr: "auto"},
 	}
 }
 
@@ -156,6 +175,16 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
+	}
+	switch c.NFS.PortmapAddr {
+	case "", "auto", "off":
+	default:
+		if _, _, err := net.SplitHostPort(c.NFS.PortmapAddr); err != nil {
+			errs = append(errs, fmt.Errorf("nfs.portmap_addr %q: want auto, off or host:port", c.NFS.PortmapAddr))
+		}
+	}
+	if c.NFS.CacheSize < 0 {
+		errs = append(errs, errors.New("nfs.cache_size must not be negative"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))

@@ -26,6 +26,7 @@ import (
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/state"
 	"github.com/sluicegw/sluice/iscsi"
+	"github.com/sluicegw/sluice/nfs"
 	"github.com/sluicegw/sluice/snapshot"
 )
 
@@ -67,6 +68,9 @@ type Daemon struct {
 	iscsi    *iscsi.Server
 	iscsiLn  net.Listener
 	volumes  *volumeManager
+	nfs      *nfs.Server
+	nfsLn    net.Listener
+	shares   *shareManager
 	audit    *audit.Log
 	bus      *events.Bus
 	catalog  *snapshot.Catalog
@@ -132,6 +136,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		return nil, err
 	}
 	d.volumes.onEvent = d.bus.Publish
+	if err := d.openNFS(log); err != nil {
+		return nil, err
+	}
 	d.ring = monitor.NewRing(d.registry, monitor.Options{Interval: cfg.MetricsInterval})
 	d.alarms = monitor.NewAlarms(d.ring, d.alarmChanged)
 	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
@@ -146,11 +153,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Gatherer:  d.registry,
 		Gateway: api.Gateway{
 			DataDir: cfg.DataDir, ControlAddr: d.ctrlLn.Addr().String(),
-			ISCSIAddr: d.iscsiLn.Addr().String(), NFSAddr: cfg.NFSAddr, ObjectStore: d.base.Kind(),
+			ISCSIAddr: d.iscsiLn.Addr().String(), NFSAddr: d.nfsLn.Addr().String(), ObjectStore: d.base.Kind(),
 		},
 		OnBandwidthChange: d.saveBandwidth,
 		Volumes:           d.volumes,
 		Snapshots:         d.volumes,
+		Shares:            d.shares,
 		Audit:             d.audit,
 		AuditBucket:       up,
 		Metrics:           d.ring,
@@ -318,6 +326,47 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 	}
 }
 
+// openNFS starts the file gateway: its listener, portmapper and shares.
+func (d *Daemon) openNFS(log *slog.Logger) error {
+	var err error
+	if d.nfsLn, err = net.Listen("tcp", d.cfg.NFSAddr); err != nil {
+		return fmt.Errorf("%w: NFS on %s: %w", ErrListen, d.cfg.NFSAddr, err)
+	}
+	pmap := d.cfg.NFS.PortmapAddr
+	switch pmap {
+	case "off":
+		pmap = ""
+	case "auto":
+		host, _, _ := net.SplitHostPort(d.cfg.NFSAddr)
+		pmap = net.JoinHostPort(host, "111")
+		if ln, err := net.Listen("tcp", pmap); err != nil {
+			log.Warn("portmapper not started: port 111 is not available; clients must name the NFS and MOUNT ports", "addr", pmap, "err", err)
+			pmap = ""
+		} else {
+			ln.Close()
+		}
+	}
+	d.nfs, err = nfs.NewServer(nfs.Config{
+		Logger:      log.With("component", "nfs"),
+		StateDir:    filepath.Join(d.cfg.DataDir, "nfs", "state"),
+		CacheDir:    filepath.Join(d.cfg.DataDir, "nfs", "cache"),
+		CacheSize:   d.cfg.NFS.CacheSize,
+		MetadataTTL: d.cfg.NFS.MetadataTTL,
+		SettleTime:  d.cfg.NFS.SettleTime,
+		PortmapAddr: pmap,
+		OnUpload:    d.onUpload,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: NFS: %w", ErrDataDir, err)
+	}
+	stores := &bucketStores{d: d, m: map[string]objstore.Store{}}
+	d.shares, err = newShareManager(log.With("component", "shares"), d.state, d.nfs, d.defaultBucket(), stores.get)
+	return err
+}
+
+// NFSAddr returns the NFS listener's address.
+func (d *Daemon) NFSAddr() string { return d.nfsLn.Addr().String() }
+
 // gcLoop collects unreferenced snapshot chunks every GCInterval.
 func (d *Daemon) gcLoop(ctx context.Context) {
 	every := d.cfg.GCInterval
@@ -363,7 +412,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("sluiced running", "version", Version, "control", "http://"+d.ControlAddr(),
 		"iscsi", d.ISCSIAddr(), "data", d.cfg.DataDir, "object_store", d.base.Kind())
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -378,7 +427,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	probeCtx, stopProbe := context.WithCancel(context.Background())
-	wg.Add(4)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		if err := d.nfs.Serve(d.nfsLn); err != nil && !errors.Is(err, nfs.ErrServerClosed) {
+			errc <- fmt.Errorf("NFS: %w", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		d.probeLoop(probeCtx)
@@ -415,6 +470,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.iscsi.Shutdown(sctx); err != nil {
 		d.log.Warn("iSCSI sessions did not drain", "err", err)
 	}
+	// Files written and not yet uploaded are uploaded now when the store
+	// answers; otherwise they stay in the durable cache for the next start.
+	if err := d.nfs.Shutdown(sctx); err != nil && !errors.Is(err, nfs.ErrServerClosed) {
+		d.log.Warn("NFS uploads did not drain; they resume at the next start", "err", err)
+	}
 	wg.Wait()
 	if err := d.volumes.flush(sctx); err != nil {
 		d.log.Error("flushing volumes", "err", err)
@@ -435,6 +495,16 @@ func (d *Daemon) close() error {
 	var errs []error
 	if d.iscsiLn != nil {
 		_ = d.iscsiLn.Close()
+	}
+	if d.nfsLn != nil {
+		_ = d.nfsLn.Close()
+	}
+	if d.nfs != nil {
+		// After Run this is a no-op; after a failed New it stops the
+		// upload workers.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = d.nfs.Shutdown(ctx)
+		cancel()
 	}
 	if d.volumes != nil {
 		errs = append(errs, d.volumes.close())

@@ -23,6 +23,7 @@ func testConfig(t *testing.T) Config {
 	cfg.ControlAddr = "127.0.0.1:0"
 	cfg.ISCSIAddr = "127.0.0.1:0"
 	cfg.NFSAddr = "127.0.0.1:0"
+	cfg.NFS.PortmapAddr = "off"
 	return cfg
 }
 

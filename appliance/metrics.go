@@ -47,7 +47,7 @@ type gatewayCollector struct {
 	d *Daemon
 
 	readBytes, writeBytes, readOps, writeOps, readTime, writeTime *prometheus.Desc
-	volSize, iscsiSessions, storeUp, auditDropped                 *prometheus.Desc
+	volSize, iscsiSessions, storeUp, auditDropped, nfsSessions    *prometheus.Desc
 }
 
 func newGatewayCollector(d *Daemon) *gatewayCollector {
@@ -64,12 +64,13 @@ func newGatewayCollector(d *Daemon) *gatewayCollector {
 		iscsiSessions: prometheus.NewDesc("sluice_iscsi_sessions", "Logged-in iSCSI sessions (AWS IscsiSessions), discovery sessions excluded.", []string{"target"}, nil),
 		storeUp:       prometheus.NewDesc("sluice_objstore_reachable", "1 when the object store answered the last health probe.", nil, nil),
 		auditDropped:  prometheus.NewDesc("sluice_audit_dropped_records_total", "Data-event audit records dropped because the queue was full.", nil, nil),
+		nfsSessions:   prometheus.NewDesc("sluice_nfs_sessions", "Clients with the share mounted (AWS NfsSessions).", []string{"share"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (g *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.readBytes, g.writeBytes, g.readOps, g.writeOps, g.readTime, g.writeTime, g.volSize, g.iscsiSessions, g.storeUp, g.auditDropped} {
+	for _, d := range []*prometheus.Desc{g.readBytes, g.writeBytes, g.readOps, g.writeOps, g.readTime, g.writeTime, g.volSize, g.iscsiSessions, g.storeUp, g.auditDropped, g.nfsSessions} {
 		ch <- d
 	}
 }
@@ -106,6 +107,15 @@ func (g *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for t, n := range sessions {
 		gauge(g.iscsiSessions, float64(n), t)
+	}
+	if g.d.nfs != nil {
+		mounts := map[string]int{}
+		for _, s := range g.d.nfs.Sessions() {
+			mounts[s.Share]++
+		}
+		for sh, n := range mounts {
+			gauge(g.nfsSessions, float64(n), sh)
+		}
 	}
 	up := 0.0
 	if g.d.storeReachable.Load() {

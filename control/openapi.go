@@ -49,6 +49,11 @@ func operationTypes() map[string][2]any {
 		"GetSnapshotSchedule":    {nil, api.Schedule{}},
 		"UpdateSnapshotSchedule": {api.Schedule{}, api.Schedule{}},
 		"RunGarbageCollection":   {api.GCRequest{}, api.GCResult{}},
+		"CreateShare":            {api.CreateShare{}, api.Share{}},
+		"ListShares":             {nil, api.ShareList{}},
+		"GetShare":               {nil, api.Share{}},
+		"DeleteShare":            {nil, nil},
+		"RefreshCache":           {api.RefreshShare{}, nil},
 		"CreateToken":            {api.CreateToken{}, api.Token{}},
 		"ListTokens":             {nil, api.TokenList{}},
 		"RevokeToken":            {nil, nil},
@@ -94,10 +99,10 @@ func (s *Server) OpenAPI() ([]byte, error) {
 			}
 			ok := "200"
 			switch {
-			case method == http.MethodPost:
-				ok = "201"
 			case t[1] == nil:
 				ok = "204"
+			case method == http.MethodPost && (strings.HasPrefix(ri.Name, "Create") || strings.HasPrefix(ri.Name, "Restore")):
+				ok = "201"
 			}
 			resp := map[string]any{"description": "success"}
 			if t[1] != nil {

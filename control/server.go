@@ -66,6 +66,8 @@ type Config struct {
 	Volumes Volumes
 	// Snapshots, when set, serves snapshots, schedules and GC.
 	Snapshots Snapshots
+	// Shares, when set, serves /v1/shares.
+	Shares Shares
 	// Audit, when set, records every API call and serves /v1/audit.
 	Audit *audit.Log
 	// AuditBucket, when set, is the bucket copy of the trail, for
@@ -117,6 +119,7 @@ func New(cfg Config) *Server {
 	s.route("PUT /v1/gateway/bandwidth", "UpdateBandwidth", RoleOperator, s.putBandwidth)
 	s.volumeRoutes()
 	s.snapshotRoutes()
+	s.shareRoutes()
 	s.tokenRoutes()
 	s.auditRoutes()
 	s.monitorRoutes()

@@ -31,6 +31,7 @@ func runDaemon(t *testing.T) (string, func()) {
 	cfg.ControlAddr = "127.0.0.1:0"
 	cfg.ISCSIAddr = "127.0.0.1:0"
 	cfg.NFSAddr = "127.0.0.1:0"
+	cfg.NFS.PortmapAddr = "off"
 	d, err := appliance.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

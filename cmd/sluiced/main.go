@@ -87,7 +87,8 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	fs.StringVar(&fl.DataDir, "data", cfg.DataDir, "data directory")
 	fs.StringVar(&fl.ControlAddr, "control-addr", cfg.ControlAddr, "REST API listen address")
 	fs.StringVar(&fl.ISCSIAddr, "iscsi-addr", cfg.ISCSIAddr, "iSCSI listen address")
-	fs.StringVar(&fl.NFSAddr, "nfs-addr", cfg.NFSAddr, "NFS listen address")
+	fs.StringVar(&fl.NFSAddr, "nfs-addr", cfg.NFSAddr, "NFS and MOUNT listen address")
+	fs.StringVar(&fl.NFS.PortmapAddr, "portmap-addr", cfg.NFS.PortmapAddr, `portmapper address: "auto" (port 111 on the NFS host when free) or "off"`)
 	fs.StringVar(&fl.S3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (none: the embedded store in the data directory)")
 	fs.StringVar(&fl.S3.Bucket, "s3-bucket", "", "S3 bucket (created when missing)")
 	fs.StringVar(&fl.S3.Region, "s3-region", "", "S3 region (default: AWS_REGION or discovered)")
@@ -121,6 +122,8 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 			cfg.ISCSIAddr = fl.ISCSIAddr
 		case "nfs-addr":
 			cfg.NFSAddr = fl.NFSAddr
+		case "portmap-addr":
+			cfg.NFS.PortmapAddr = fl.NFS.PortmapAddr
 		case "s3-endpoint":
 			cfg.S3.Endpoint = fl.S3.Endpoint
 		case "s3-bucket":

@@ -49,7 +49,7 @@ func TestExitCodes(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			args := append([]string{"--data", t.TempDir(), "--iscsi-addr", "127.0.0.1:0", "--nfs-addr", "127.0.0.1:0"}, c.args...)
+			args := append([]string{"--data", t.TempDir(), "--iscsi-addr", "127.0.0.1:0", "--nfs-addr", "127.0.0.1:0", "--portmap-addr", "off"}, c.args...)
 			if code := run(args, &stderr); code != c.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, c.code, stderr.String())
 			}
@@ -68,7 +68,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	data := t.TempDir()
-	cmd := exec.Command(bin, "--data", data, "--control-addr", "127.0.0.1:0", "--iscsi-addr", "127.0.0.1:0", "--nfs-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd := exec.Command(bin, "--data", data, "--control-addr", "127.0.0.1:0", "--iscsi-addr", "127.0.0.1:0", "--nfs-addr", "127.0.0.1:0", "--portmap-addr", "off", "--log-format", "json")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -262,3 +262,50 @@ type GCResult struct {
 	DeletedBytes int64 `json:"deleted_bytes"`
 	Young        int   `json:"young"`
 }
+
+// Share is an NFS file share whose files are objects in a bucket
+// (GET /v1/shares/{name}). Clients mount "/NAME".
+type Share struct {
+	Name   string `json:"name"`
+	Bucket string `json:"bucket"`
+	Prefix string `json:"prefix,omitempty"`
+	// ExportPath is what clients mount.
+	ExportPath string `json:"export_path"`
+	// AllowedClients are CIDRs that may mount and use the share.
+	AllowedClients []string `json:"allowed_clients"`
+	// Squash is root (default), all or none.
+	Squash   string    `json:"squash"`
+	AnonUID  uint32    `json:"anon_uid"`
+	AnonGID  uint32    `json:"anon_gid"`
+	ReadOnly bool      `json:"read_only"`
+	Created  time.Time `json:"created"`
+	// Mounts is the number of clients that have the share mounted.
+	Mounts int `json:"mounts"`
+}
+
+// CreateShare is the body of POST /v1/shares.
+type CreateShare struct {
+	Name string `json:"name"`
+	// Bucket defaults to the gateway's bucket.
+	Bucket string `json:"bucket,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	// AllowedClients defaults to loopback only (127.0.0.0/8, ::1/128).
+	AllowedClients []string `json:"allowed_clients,omitempty"`
+	Squash         string   `json:"squash,omitempty"`
+	AnonUID        uint32   `json:"anon_uid,omitempty"`
+	AnonGID        uint32   `json:"anon_gid,omitempty"`
+	ReadOnly       bool     `json:"read_only,omitempty"`
+}
+
+// ShareList is the answer of GET /v1/shares.
+type ShareList struct {
+	Shares []Share `json:"shares"`
+}
+
+// RefreshShare is the body of POST /v1/shares/{name}/refresh: forget cached
+// metadata under Path (default the whole share) so objects changed directly
+// in the bucket show at once.
+type RefreshShare struct {
+	Path      string `json:"path,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"`
+}

@@ -285,3 +285,31 @@ func (c *Client) RunGC(ctx context.Context, dryRun bool) (api.GCResult, error) {
 	var r api.GCResult
 	return r, c.Do(ctx, http.MethodPost, "/v1/gc", api.GCRequest{DryRun: dryRun}, &r)
 }
+
+// CreateShare calls POST /v1/shares.
+func (c *Client) CreateShare(ctx context.Context, req api.CreateShare) (api.Share, error) {
+	var s api.Share
+	return s, c.Do(ctx, http.MethodPost, "/v1/shares", req, &s)
+}
+
+// ListShares calls GET /v1/shares.
+func (c *Client) ListShares(ctx context.Context) ([]api.Share, error) {
+	var l api.ShareList
+	return l.Shares, c.Do(ctx, http.MethodGet, "/v1/shares", nil, &l)
+}
+
+// GetShare calls GET /v1/shares/{name}.
+func (c *Client) GetShare(ctx context.Context, name string) (api.Share, error) {
+	var s api.Share
+	return s, c.Do(ctx, http.MethodGet, "/v1/shares/"+url.PathEscape(name), nil, &s)
+}
+
+// DeleteShare calls DELETE /v1/shares/{name}.
+func (c *Client) DeleteShare(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/shares/"+url.PathEscape(name), nil, nil)
+}
+
+// RefreshShare calls POST /v1/shares/{name}/refresh.
+func (c *Client) RefreshShare(ctx context.Context, name string, req api.RefreshShare) error {
+	return c.Do(ctx, http.MethodPost, "/v1/shares/"+url.PathEscape(name)+"/refresh", req, nil)
+}
