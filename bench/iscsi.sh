@@ -42,7 +42,13 @@ fi
 
 PIDS=()
 cleanup() {
+	# tgtd does not always exit on SIGTERM: take it offline and shut it
+	# down through its control port first.
+	tgtadm -C "$TGT_CTL" --op update --mode sys --name State -v offline >/dev/null 2>&1 || true
+	tgtadm -C "$TGT_CTL" --op delete --mode system --force >/dev/null 2>&1 || true
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	sleep 1
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT
