@@ -55,7 +55,16 @@ const (
 // reservedTag is the reserved task tag value 0xffffffff.
 const reservedTag uint32 = 0xffffffff
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// crc32c returns the CRC32C (Castagnoli) digest of the concatenated
+// parts, as header and data digests use it (RFC 7143 section 13.1).
+func crc32c(first []byte, rest ...[]byte) uint32 {
+	tab := crc32.MakeTable(crc32.Castagnoli) // cached by the crc32 package
+	crc := crc32.Checksum(first, tab)
+	for _, r := range rest {
+		crc = crc32.Update(crc, tab, r)
+	}
+	return crc
+}
 
 // bhs is a Basic Header Segment with accessors for the common fields.
 type bhs [bhsLen]byte
@@ -176,7 +185,7 @@ func (p *pduReader) readHeader() error {
 		if _, err := io.ReadFull(p.r, p.pad[:4]); err != nil {
 			return fmt.Errorf("iscsi: short header digest: %w", noEOF(err))
 		}
-		crc := crc32.Update(crc32.Checksum(p.hdr[:], castagnoli), castagnoli, p.ahs)
+		crc := crc32c(p.hdr[:], p.ahs)
 		if crc != binary.LittleEndian.Uint32(p.pad[:4]) {
 			return fmt.Errorf("header: %w", errDigest)
 		}
@@ -211,7 +220,7 @@ func (p *pduReader) readTail(data []byte) error {
 		return fmt.Errorf("iscsi: short data padding: %w", noEOF(err))
 	}
 	if p.dataDigest && len(data) > 0 {
-		crc := crc32.Update(crc32.Checksum(data, castagnoli), castagnoli, p.pad[:padN])
+		crc := crc32c(data, p.pad[:padN])
 		if crc != binary.LittleEndian.Uint32(p.pad[padN:tail]) {
 			return fmt.Errorf("data: %w", errDigest)
 		}
@@ -310,7 +319,7 @@ func (w *pduWriter) send(pdus []outPDU) error {
 			padN := pad4(n) - n
 			clear(o.tail[:padN])
 			if w.dataDigest {
-				crc := crc32.Update(crc32.Checksum(o.data, castagnoli), castagnoli, o.tail[:padN])
+				crc := crc32c(o.data, o.tail[:padN])
 				binary.LittleEndian.PutUint32(o.tail[padN:], crc)
 			}
 		}
@@ -394,7 +403,7 @@ func (w *pduWriter) build(batch [][]outPDU) [][]byte {
 				o.hdr.setU32(32, maxSN)
 			}
 			if w.headerDigest {
-				binary.LittleEndian.PutUint32(o.hdig[:], crc32.Checksum(o.hdr[:], castagnoli))
+				binary.LittleEndian.PutUint32(o.hdig[:], crc32c(o.hdr[:]))
 				vec = append(vec, o.hdr[:], o.hdig[:])
 			} else {
 				vec = append(vec, o.hdr[:])

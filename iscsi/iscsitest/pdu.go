@@ -31,7 +31,8 @@ const (
 
 const reserved = 0xffffffff
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
+// crcTable returns the CRC32C table (cached by the crc32 package).
+func crcTable() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // PDU is one iSCSI PDU: a 48-byte basic header segment, the additional
 // header segments and the data segment.
@@ -59,7 +60,7 @@ func (p *PDU) Encode(headerDigest, dataDigest bool) []byte {
 	out := append([]byte(nil), h[:]...)
 	out = append(out, p.AHS...)
 	if headerDigest {
-		out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, crcTable))
+		out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, crcTable()))
 	}
 	if n > 0 {
 		start := len(out)
@@ -68,7 +69,7 @@ func (p *PDU) Encode(headerDigest, dataDigest bool) []byte {
 			out = append(out, 0)
 		}
 		if dataDigest {
-			out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out[start:], crcTable))
+			out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out[start:], crcTable()))
 		}
 	}
 	return out
@@ -91,7 +92,7 @@ func ReadPDU(r io.Reader, headerDigest, dataDigest bool) (*PDU, error) {
 		if _, err := io.ReadFull(r, d[:]); err != nil {
 			return nil, err
 		}
-		crc := crc32.Update(crc32.Checksum(p.BHS[:], crcTable), crcTable, p.AHS)
+		crc := crc32.Update(crc32.Checksum(p.BHS[:], crcTable()), crcTable(), p.AHS)
 		if crc != binary.LittleEndian.Uint32(d[:]) {
 			return nil, fmt.Errorf("iscsitest: header digest mismatch")
 		}
@@ -107,7 +108,7 @@ func ReadPDU(r io.Reader, headerDigest, dataDigest bool) (*PDU, error) {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, err
 		}
-		if dataDigest && crc32.Checksum(buf[:padded], crcTable) != binary.LittleEndian.Uint32(buf[padded:]) {
+		if dataDigest && crc32.Checksum(buf[:padded], crcTable()) != binary.LittleEndian.Uint32(buf[padded:]) {
 			return nil, fmt.Errorf("iscsitest: data digest mismatch")
 		}
 		p.Data = buf[:n]
