@@ -112,7 +112,9 @@ func (s *Server) route(pattern, name, minRole string, h handlerFunc) {
 			}
 		})
 	}
-	methods[method] = routeInfo{Method: method, Path: path, Name: name, MinRole: minRole, h: h}
+	ri := routeInfo{Method: method, Path: path, Name: name, MinRole: minRole}
+	ri.h = s.withIdempotency(s.withETag(ri, h))
+	methods[method] = ri
 }
 
 // Handler returns the full handler chain: request id and logging, panic

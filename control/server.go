@@ -89,6 +89,7 @@ type Server struct {
 	routes  map[string]map[string]routeInfo // path pattern -> method -> route
 	http    *http.Server
 	authRL  *failLimiter
+	idem    *idempotency
 
 	healthMu sync.Mutex
 	health   api.StoreHealth
@@ -111,7 +112,7 @@ func New(cfg Config) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), mux: http.NewServeMux(), routes: map[string]map[string]routeInfo{}, authRL: newFailLimiter()}
+	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), mux: http.NewServeMux(), routes: map[string]map[string]routeInfo{}, authRL: newFailLimiter(), idem: newIdempotency()}
 	s.route("GET /v1/health", "GetHealth", RoleNone, s.getHealth)
 	s.route("GET /v1/openapi.json", "GetOpenAPI", RoleReadOnly, s.getOpenAPI)
 	s.route("GET /v1/gateway", "GetGateway", RoleReadOnly, s.getGateway)
