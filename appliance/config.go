@@ -46,6 +46,8 @@ type Config struct {
 	GCInterval time.Duration `yaml:"gc_interval"`
 	// NFS configures the file gateway.
 	NFS NFSConfig `yaml:"nfs"`
+	// ControlTLS configures TLS on the control listener.
+	ControlTLS TLSConfig `yaml:"control_tls"`
 }
 
 // NFSConfig configures the file gateway.
@@ -182,6 +184,15 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.NFS.PortmapAddr); err != nil {
 			errs = append(errs, fmt.Errorf("nfs.portmap_addr %q: want auto, off or host:port", c.NFS.PortmapAddr))
 		}
+	}
+	switch c.ControlTLS.Mode {
+	case "", TLSOff, TLSSelfSigned:
+	case TLSFiles:
+		if c.ControlTLS.CertFile == "" || c.ControlTLS.KeyFile == "" {
+			errs = append(errs, errors.New("control_tls.mode files needs cert_file and key_file"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("control_tls.mode %q: want off, self-signed or files", c.ControlTLS.Mode))
 	}
 	if c.NFS.CacheSize < 0 {
 		errs = append(errs, errors.New("nfs.cache_size must not be negative"))

@@ -6,6 +6,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,7 @@ type Daemon struct {
 	registry *prometheus.Registry
 	control  *control.Server
 	ctrlLn   net.Listener
+	ctrlURL  string
 	iscsi    *iscsi.Server
 	iscsiLn  net.Listener
 	volumes  *volumeManager
@@ -141,8 +143,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	}
 	d.ring = monitor.NewRing(d.registry, monitor.Options{Interval: cfg.MetricsInterval})
 	d.alarms = monitor.NewAlarms(d.ring, d.alarmChanged)
+	tlsCfg, err := controlTLS(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	if d.ctrlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
 		return nil, fmt.Errorf("%w: control API on %s: %w", ErrListen, cfg.ControlAddr, err)
+	}
+	d.ctrlURL = "http://" + d.ctrlLn.Addr().String()
+	if tlsCfg != nil {
+		d.ctrlLn = tls.NewListener(d.ctrlLn, tlsCfg)
+		d.ctrlURL = "https://" + d.ctrlLn.Addr().String()
 	}
 	d.control = control.New(control.Config{
 		Version:   Version,
@@ -166,7 +177,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	})
 	// The listener is bound, so clients that read the endpoint file now
 	// are queued until Run serves them.
-	if err := writeControlFile(cfg.DataDir, d.ControlAddr()); err != nil {
+	if err := writeControlFile(cfg.DataDir, d.ctrlURL); err != nil {
 		log.Warn("cannot write the control endpoint file", "err", err)
 	}
 	return d, nil
@@ -409,7 +420,7 @@ const shutdownTimeout = 30 * time.Second
 // Run serves until ctx is done, then shuts down gracefully: stop accepting,
 // drain requests in flight, flush, close the state database.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.log.Info("sluiced running", "version", Version, "control", "http://"+d.ControlAddr(),
+	d.log.Info("sluiced running", "version", Version, "control", d.ctrlURL,
 		"iscsi", d.ISCSIAddr(), "data", d.cfg.DataDir, "object_store", d.base.Kind())
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +204,28 @@ func TestLoadConfigFile(t *testing.T) {
 	os.WriteFile(empty, nil, 0o600)
 	if err := LoadConfigFile(empty, &cfg); err != nil {
 		t.Fatalf("empty file: %v", err)
+	}
+}
+
+// TestControlTLSSelfSigned serves the API over TLS with a certificate
+// generated on first start; a client given only the data directory trusts
+// it, and plain HTTP is not answered.
+func TestControlTLSSelfSigned(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ControlTLS.Mode = TLSSelfSigned
+	d, _ := startDaemon(t, cfg)
+	opts, err := client.Resolve(client.Options{DataDir: cfg.DataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(opts.Endpoint, "https://") || opts.CACertFile == "" {
+		t.Fatalf("resolved %+v", opts)
+	}
+	if _, err := client.New(opts).Gateway(context.Background()); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+	plain := client.New(client.Options{Endpoint: "http://" + d.ControlAddr(), Token: opts.Token})
+	if _, err := plain.Health(context.Background()); err == nil {
+		t.Fatal("plain HTTP answered on a TLS listener")
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 // writeControlFile writes DATA/control.json while the daemon runs, so that
 // sluicectl finds the API (even on a random port).
-func writeControlFile(dataDir, addr string) error {
-	raw, err := json.Marshal(api.ControlEndpoint{URL: "http://" + addr, PID: os.Getpid()})
+func writeControlFile(dataDir, url string) error {
+	raw, err := json.Marshal(api.ControlEndpoint{URL: url, PID: os.Getpid()})
 	if err != nil {
 		return err
 	}

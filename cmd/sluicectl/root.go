@@ -20,6 +20,7 @@ type globalOptions struct {
 	dataDir  string
 	output   string
 	timeout  time.Duration
+	cacert   string
 
 	stdout, stderr io.Writer
 }
@@ -31,6 +32,7 @@ func (o *globalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data", "./sluice-data", "data directory of a local sluiced, to find its endpoint and admin token")
 	fs.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "request timeout")
+	fs.StringVar(&o.cacert, "cacert", "", "PEM certificate(s) to trust for an https endpoint (default: the data directory's self-signed one)")
 }
 
 func (o *globalOptions) validate() error {
@@ -45,7 +47,7 @@ func (o *globalOptions) client() (*client.Client, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	opts, err := client.Resolve(client.Options{Endpoint: o.endpoint, Token: o.token, DataDir: o.dataDir, Timeout: o.timeout})
+	opts, err := client.Resolve(client.Options{Endpoint: o.endpoint, Token: o.token, DataDir: o.dataDir, Timeout: o.timeout, CACertFile: o.cacert})
 	if err != nil {
 		return nil, err
 	}

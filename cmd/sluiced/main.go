@@ -92,6 +92,7 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	fs.StringVar(&fl.S3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (none: the embedded store in the data directory)")
 	fs.StringVar(&fl.S3.Bucket, "s3-bucket", "", "S3 bucket (created when missing)")
 	fs.StringVar(&fl.S3.Region, "s3-region", "", "S3 region (default: AWS_REGION or discovered)")
+	fs.StringVar(&fl.ControlTLS.Mode, "control-tls", "off", "TLS on the control API: off, self-signed (generated under DATA/tls) or files (control_tls.cert_file/key_file in the config file)")
 	fs.StringVar(&fl.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&fl.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
 	fs.Usage = func() {
@@ -130,6 +131,8 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 			cfg.S3.Bucket = fl.S3.Bucket
 		case "s3-region":
 			cfg.S3.Region = fl.S3.Region
+		case "control-tls":
+			cfg.ControlTLS.Mode = fl.ControlTLS.Mode
 		case "log-level":
 			cfg.Log.Level = fl.Log.Level
 		case "log-format":

@@ -78,6 +78,10 @@ type ControlEndpoint struct {
 	PID int    `json:"pid"`
 }
 
+// TLSCertFile is the self-signed control certificate under DATA/tls,
+// which clients on the same machine trust.
+const TLSCertFile = "cert.pem"
+
 // AdminTokenFile is the file under the data directory that holds the admin
 // token created on first start (mode 0600).
 const AdminTokenFile = "admin.token"

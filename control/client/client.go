@@ -7,6 +7,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +39,10 @@ type Options struct {
 	Token    string
 	DataDir  string
 	Timeout  time.Duration
+	// CACertFile is a PEM file of certificates to trust for an https
+	// endpoint; Resolve sets it to the data directory's self-signed
+	// certificate when there is one.
+	CACertFile string
 }
 
 // Resolve fills Endpoint and Token: a flag value wins, then SLUICE_ENDPOINT
@@ -57,6 +63,12 @@ func Resolve(o Options) (Options, error) {
 				if json.Unmarshal(raw, &ep) == nil {
 					o.Endpoint = ep.URL
 				}
+			}
+		}
+		if o.CACertFile == "" {
+			p := filepath.Join(o.DataDir, "tls", api.TLSCertFile)
+			if _, err := os.Stat(p); err == nil {
+				o.CACertFile = p
 			}
 		}
 		if o.Token == "" {
@@ -82,7 +94,18 @@ func New(o Options) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	return &Client{endpoint: o.Endpoint, token: o.Token, http: &http.Client{Timeout: o.Timeout}}
+	hc := &http.Client{Timeout: o.Timeout}
+	if o.CACertFile != "" {
+		if pem, err := os.ReadFile(o.CACertFile); err == nil {
+			pool := x509.NewCertPool()
+			if pool.AppendCertsFromPEM(pem) {
+				t := http.DefaultTransport.(*http.Transport).Clone()
+				t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+				hc.Transport = t
+			}
+		}
+	}
+	return &Client{endpoint: o.Endpoint, token: o.Token, http: hc}
 }
 
 // Endpoint returns the API base URL.
