@@ -15,7 +15,9 @@ import (
 )
 
 // newAuditFixture is a server with an audit trail and an admin token.
-func newAuditFixture(t *testing.T) (*fixture, *audit.Log) {
+func newAuditFixture(t *testing.T) (*fixture, *audit.Log) { return newAuditFixtureTB(t) }
+
+func newAuditFixtureTB(t testing.TB) (*fixture, *audit.Log) {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := state.Open(filepath.Join(dir, "state.db"))
