@@ -74,3 +74,32 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("key reused with another body: %d", r.StatusCode)
 	}
 }
+
+func TestPagination(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		f.req(t, "POST", "/v1/tokens", `{"name":"t`+string(rune('a'+i))+`","role":"read-only"}`, nil)
+	}
+	var ids []string
+	tok := ""
+	for range 10 {
+		_, raw := f.req(t, "GET", "/v1/tokens?limit=2&page_token="+tok, "", nil)
+		var l api.TokenList
+		if err := json.Unmarshal(raw, &l); err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range l.Tokens {
+			ids = append(ids, tk.ID)
+		}
+		if l.NextPageToken == "" {
+			break
+		}
+		tok = l.NextPageToken
+	}
+	if len(ids) != 6 {
+		t.Fatalf("paged through %d tokens, want 6", len(ids))
+	}
+	if r, _ := f.req(t, "GET", "/v1/tokens?limit=0", "", nil); r.StatusCode != 400 {
+		t.Fatalf("limit=0: %d", r.StatusCode)
+	}
+}

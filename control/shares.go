@@ -47,10 +47,14 @@ func (s *Server) listShares(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if shs == nil {
-		shs = []api.Share{}
+	page, next, err := paginate(r, shs, func(s api.Share) string { return s.Name })
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, api.ShareList{Shares: shs})
+	if page == nil {
+		page = []api.Share{}
+	}
+	writeJSON(w, http.StatusOK, api.ShareList{Shares: page, NextPageToken: next})
 	return nil
 }
 

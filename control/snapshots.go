@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/sluicegw/sluice/control/api"
 )
@@ -57,10 +59,16 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if snaps == nil {
-		snaps = []api.Snapshot{}
+	// Snapshot ids sort by creation time.
+	slices.SortFunc(snaps, func(a, b api.Snapshot) int { return strings.Compare(a.ID, b.ID) })
+	page, next, err := paginate(r, snaps, func(s api.Snapshot) string { return s.ID })
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, api.SnapshotList{Snapshots: snaps})
+	if page == nil {
+		page = []api.Snapshot{}
+	}
+	writeJSON(w, http.StatusOK, api.SnapshotList{Snapshots: page, NextPageToken: next})
 	return nil
 }
 

@@ -49,8 +49,12 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := api.TokenList{Tokens: make([]api.Token, 0, len(recs))}
-	for _, rec := range recs {
+	page, next, err := paginate(r, recs, func(t TokenRecord) string { return t.ID })
+	if err != nil {
+		return err
+	}
+	out := api.TokenList{Tokens: make([]api.Token, 0, len(page)), NextPageToken: next}
+	for _, rec := range page {
 		out.Tokens = append(out.Tokens, tokenAPI(rec))
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -46,10 +46,14 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if vs == nil {
-		vs = []api.Volume{}
+	page, next, err := paginate(r, vs, func(v api.Volume) string { return v.Name })
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, api.VolumeList{Volumes: vs})
+	if page == nil {
+		page = []api.Volume{}
+	}
+	writeJSON(w, http.StatusOK, api.VolumeList{Volumes: page, NextPageToken: next})
 	return nil
 }
 

@@ -151,6 +151,8 @@ type CreateVolume struct {
 // VolumeList is the answer of GET /v1/volumes.
 type VolumeList struct {
 	Volumes []Volume `json:"volumes"`
+	// NextPageToken, when set, fetches the next page (?page_token=).
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // Token describes an API token (GET /v1/tokens). The secret is shown only
@@ -174,6 +176,8 @@ type CreateToken struct {
 // TokenList is the answer of GET /v1/tokens.
 type TokenList struct {
 	Tokens []Token `json:"tokens"`
+	// NextPageToken, when set, fetches the next page (?page_token=).
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // AuditEvents is the answer of GET /v1/audit/events.
@@ -213,6 +217,8 @@ type CreateSnapshot struct {
 // SnapshotList is the answer of GET /v1/snapshots.
 type SnapshotList struct {
 	Snapshots []Snapshot `json:"snapshots"`
+	// NextPageToken, when set, fetches the next page (?page_token=).
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // RestoreSnapshot is the body of POST /v1/snapshots/{id}/restore: a new
@@ -304,6 +310,8 @@ type CreateShare struct {
 // ShareList is the answer of GET /v1/shares.
 type ShareList struct {
 	Shares []Share `json:"shares"`
+	// NextPageToken, when set, fetches the next page (?page_token=).
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // RefreshShare is the body of POST /v1/shares/{name}/refresh: forget cached
