@@ -327,11 +327,22 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			was := d.storeReachable.Load()
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := storeProber{d}.Probe(pctx)
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				d.log.Warn("object store unreachable", "err", err)
+			if ctx.Err() != nil {
+				return
+			}
+			switch {
+			case err != nil && was:
+				d.log.Warn("object store unreachable; the gateway is degraded", "err", err)
+				d.bus.Publish(events.Event{Type: events.VolumeDegraded, Resource: "gateway", Attrs: map[string]string{"reason": err.Error()}})
+				d.systemEvent("GatewayDegraded", "gateway", map[string]any{"reason": err.Error()})
+			case err == nil && !was:
+				d.log.Info("object store reachable again")
+				d.bus.Publish(events.Event{Type: events.VolumeRecovered, Resource: "gateway"})
+				d.systemEvent("GatewayRecovered", "gateway", nil)
 			}
 		}
 	}
@@ -372,7 +383,11 @@ func (d *Daemon) openNFS(log *slog.Logger) error {
 	}
 	stores := &bucketStores{d: d, m: map[string]objstore.Store{}}
 	d.shares, err = newShareManager(log.With("component", "shares"), d.state, d.nfs, d.defaultBucket(), stores.get)
-	return err
+	if err != nil {
+		return err
+	}
+	d.shares.onEvent = d.bus.Publish
+	return nil
 }
 
 // NFSAddr returns the NFS listener's address.

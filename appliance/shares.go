@@ -55,6 +55,8 @@ type shareManager struct {
 	server *nfs.Server
 	// storeFor returns the (wrapped) store of a bucket.
 	storeFor func(ctx context.Context, bucket string) (objstore.Store, error)
+	// onEvent publishes refresh completions (the event bus).
+	onEvent func(events.Event)
 	// defaultBucket is the gateway's bucket.
 	defaultBucket string
 
@@ -235,6 +237,10 @@ func (m *shareManager) RefreshShare(ctx context.Context, name string, req api.Re
 	err := m.server.Refresh(ctx, name, req.Path, req.Recursive)
 	if errors.Is(err, nfs.ErrNoShare) {
 		return control.NotFound("no share %q", name)
+	}
+	if err == nil && m.onEvent != nil {
+		m.onEvent(events.Event{Type: events.CacheRefreshCompleted, Resource: "shares/" + name,
+			Attrs: map[string]string{"path": req.Path, "recursive": fmt.Sprint(req.Recursive)}})
 	}
 	return err
 }
