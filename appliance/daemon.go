@@ -299,6 +299,46 @@ func (d *Daemon) alarmChanged(rule monitor.Rule, from, to monitor.State) {
 		Attrs: map[string]string{"from": from.State, "to": to.State, "reason": to.Reason}})
 }
 
+// auditedEvents are the bus events that are significant system actions,
+// with their audit names.
+func auditedEvents() map[string]string {
+	return map[string]string{
+		events.SnapshotCompleted:     "SnapshotCompleted",
+		events.SnapshotFailed:        "SnapshotFailed",
+		events.TapeArchived:          "TapeArchived",
+		events.TapeRetrieved:         "TapeRetrieved",
+		events.CacheRefreshCompleted: "CacheRefreshCompleted",
+	}
+}
+
+// auditEvents records significant events from the bus in the audit trail.
+func (d *Daemon) auditEvents(ctx context.Context) {
+	names := auditedEvents()
+	types := make([]string, 0, len(names))
+	for t := range names {
+		types = append(types, t)
+	}
+	sub := d.bus.Subscribe(4096, types...)
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-sub.C():
+			params := make(map[string]any, len(e.Attrs))
+			for k, v := range e.Attrs {
+				params[k] = v
+			}
+			result := audit.Success
+			if e.Type == events.SnapshotFailed {
+				result = audit.Failure
+			}
+			d.audit.TryAppend(audit.Record{Category: audit.Management, Source: "system", Name: names[e.Type],
+				Time: e.Time, Resource: e.Resource, Identity: audit.Identity{Type: "system"}, Params: params, Result: result})
+		}
+	}
+}
+
 // systemEvent records an action the appliance took by itself.
 func (d *Daemon) systemEvent(name, resource string, params map[string]any) {
 	_ = d.audit.Append(audit.Record{
@@ -453,7 +493,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	probeCtx, stopProbe := context.WithCancel(context.Background())
-	wg.Add(5)
+	wg.Add(6)
+	go func() {
+		defer wg.Done()
+		d.auditEvents(probeCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := d.nfs.Serve(d.nfsLn); err != nil && !errors.Is(err, nfs.ErrServerClosed) {

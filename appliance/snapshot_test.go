@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/internal/testenv"
@@ -110,6 +111,21 @@ func TestSnapshotsThroughISCSI(t *testing.T) {
 	gc, err := c.RunGC(ctx, true)
 	if err != nil || gc.LiveChunks == 0 {
 		t.Fatalf("gc: %+v %v", gc, err)
+	}
+	// Completions reach the audit trail through the event bus.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev, err := c.AuditEvents(ctx, map[string][]string{"name": {"SnapshotCompleted"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev.Events) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d SnapshotCompleted audit records, want 3", len(ev.Events))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	sc, err := c.SetSchedule(ctx, "src", api.Schedule{Enabled: true, IntervalHours: 6, KeepLast: 3})
 	if err != nil || !sc.Enabled || sc.Next == nil {
