@@ -15,6 +15,7 @@
 # tracking). Both restored files are compared with the image.
 #
 # Usage: bench/snapshot.sh [size]   (default 1G)
+# BLOCK sets Sluice's block (chunk) size (default: the volume default, 1M).
 # Needs: Go, restic >= 0.14 (apt-get install -y restic when missing), MinIO
 # (MINIO_BIN or ~/.cache/sluice-tools/bin/minio). Port: MINIO_PORT (9127).
 set -euo pipefail
@@ -63,7 +64,7 @@ $SG gen -out "$IMG" -size "$SIZE" -seed 1
 BYTES=$(stat -c %s "$IMG")
 $SG mkbucket $S3 -bucket sluice
 $SG mkbucket $S3 -bucket restic
-$SG import -img "$IMG" -vol "$OUT/vol"
+$SG import -img "$IMG" -vol "$OUT/vol" ${BLOCK:+-block "$BLOCK"}
 restic init --repository-version 2 >/dev/null
 sync
 
@@ -100,7 +101,7 @@ cmp "$IMG" "$OUT/restic-restored$IMG" || { echo "restic restore differs from the
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "snapshot benchmark: $BYTES-byte image, $(nproc) CPUs, restic $(restic version | awk '{print $2}')"
+echo "snapshot benchmark: $BYTES-byte image, Sluice block size ${BLOCK:-default}, $(nproc) CPUs, restic $(restic version | awk '{print $2}')"
 printf '%-28s %10s %10s %10s %10s %8s\n' "" "Sluice s" "MB/s" "restic s" "MB/s" "speedup"
 row() {
 	printf '%-28s %10.2f %10s %10.2f %10s %7.2fx\n' "$1" "$2" "$(mbps "$BYTES" "$2")" "$3" "$(mbps "$BYTES" "$3")" \
@@ -118,4 +119,6 @@ echo "sluice incremental: $SI"
 echo "sluice restore:     $SR"
 echo "sluice restore, no fsync: $SRN"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+kill $MINIO_PID 2>/dev/null || true
+wait $MINIO_PID 2>/dev/null || true
 rm -rf "$OUT/minio" "$OUT"/*.raw "$OUT/restic-restored" "$OUT/vol"

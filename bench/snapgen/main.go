@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -311,7 +312,11 @@ func (f s3Flags) open() (objstore.Store, *objstore.Metrics, *snapshot.Catalog, e
 	}
 	m := objstore.NewMetrics()
 	s := objstore.Wrap(base, objstore.Options{Metrics: m})
-	cat, err := snapshot.Open(s, snapshot.Options{Prefix: *f.prefix, Concurrency: *f.workers})
+	var log *slog.Logger
+	if os.Getenv("SNAPGEN_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	cat, err := snapshot.Open(s, snapshot.Options{Prefix: *f.prefix, Concurrency: *f.workers, Logger: log})
 	return s, m, cat, err
 }
 
@@ -451,7 +456,7 @@ func runBlockSize(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, bs := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20} {
+	for _, bs := range []int{64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20} {
 		prefix := fmt.Sprintf("bs%d/", bs>>10)
 		*s3.prefix = prefix
 		_, m, cat, err := s3.open()
