@@ -128,7 +128,7 @@ type Config struct {
 	// Logger receives connection and login logs; nil discards them.
 	Logger *slog.Logger
 	// QueueDepth is the number of commands each session may have
-	// outstanding (the CmdSN window). Default 128.
+	// outstanding (the CmdSN window). Default 128, at most 1024.
 	QueueDepth int
 	// NopInterval is how long a connection may be idle before the target
 	// sends a NOP-In ping; an unanswered ping closes the connection after
@@ -169,6 +169,7 @@ func (c *Config) setDefaults() {
 	if c.QueueDepth <= 0 {
 		c.QueueDepth = 128
 	}
+	c.QueueDepth = min(c.QueueDepth, 1024)
 	if c.NopInterval == 0 {
 		c.NopInterval = 30 * time.Second
 	}

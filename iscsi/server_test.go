@@ -449,3 +449,48 @@ func TestSendTargetsContinuation(t *testing.T) {
 		t.Fatalf("got targets %v, want %v", got, want)
 	}
 }
+
+// slowLU answers every command after a delay, to keep commands in flight.
+type slowLU struct{ delay time.Duration }
+
+func (u slowLU) Execute(ctx context.Context, cmd *scsi.Command) (int, error) {
+	select {
+	case <-time.After(u.delay):
+		return 0, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+func (slowLU) Reset(scsi.ResetKind, scsi.Nexus) {}
+func (slowLU) NexusLost(scsi.Nexus)             {}
+
+func TestShutdownWaitsForCommandsInFlight(t *testing.T) {
+	ts := startServer(t, serverOpts{target: Target{LUNs: map[uint64]scsi.LogicalUnit{0: slowLU{delay: 700 * time.Millisecond}}}})
+	c := ts.login(t, iscsitest.Options{})
+	defer c.Close()
+	type result struct {
+		r   *iscsitest.Response
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		r, err := c.Command(tctx(t), 0, []byte{0, 0, 0, 0, 0, 0}, nil, 0)
+		res <- result{r, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	// The client never logs out: the server waits for the command, then
+	// ends the session after its grace period.
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := <-res
+	if got.err != nil || got.r.Status != 0 {
+		t.Fatalf("command in flight during shutdown: %v %+v", got.err, got.r)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the command finished", d)
+	}
+}
