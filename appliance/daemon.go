@@ -62,6 +62,7 @@ type Daemon struct {
 	base     objstore.Store // unwrapped, for health probes
 	store    objstore.Store // the production stack
 	limiter  *objstore.Limiter
+	bw       *bandwidth
 	metrics  *objstore.Metrics
 	registry *prometheus.Registry
 	control  *control.Server
@@ -114,6 +115,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
+	if d.bw, err = newBandwidth(d.limiter, d.state); err != nil {
+		return nil, fmt.Errorf("%w: bandwidth schedule: %w", ErrDataDir, err)
+	}
 	path, created, err := control.EnsureAdminToken(d.state, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: admin token: %w", ErrDataDir, err)
@@ -160,7 +164,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Logger:    log.With("component", "control"),
 		State:     d.state,
 		Store:     storeProber{d},
-		Bandwidth: d.limiter,
+		Bandwidth: d.bw,
+		Settings:  d.bw,
 		Gatherer:  d.registry,
 		Gateway: api.Gateway{
 			DataDir: cfg.DataDir, ControlAddr: d.ctrlLn.Addr().String(),
@@ -366,7 +371,8 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			d.bw.apply(now)
 			was := d.storeReachable.Load()
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := storeProber{d}.Probe(pctx)

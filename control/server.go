@@ -68,6 +68,8 @@ type Config struct {
 	Snapshots Snapshots
 	// Shares, when set, serves /v1/shares.
 	Shares Shares
+	// Settings, when set, serves the bandwidth schedule.
+	Settings GatewaySettings
 	// Audit, when set, records every API call and serves /v1/audit.
 	Audit *audit.Log
 	// AuditBucket, when set, is the bucket copy of the trail, for
@@ -118,6 +120,7 @@ func New(cfg Config) *Server {
 	s.route("GET /v1/gateway", "GetGateway", RoleReadOnly, s.getGateway)
 	s.route("GET /v1/gateway/bandwidth", "GetBandwidth", RoleReadOnly, s.getBandwidth)
 	s.route("PUT /v1/gateway/bandwidth", "UpdateBandwidth", RoleOperator, s.putBandwidth)
+	s.gatewayRoutes()
 	s.volumeRoutes()
 	s.snapshotRoutes()
 	s.shareRoutes()

@@ -321,3 +321,31 @@ type RefreshShare struct {
 	Path      string `json:"path,omitempty"`
 	Recursive bool   `json:"recursive,omitempty"`
 }
+
+// BandwidthInterval is one entry of the bandwidth schedule: on the given
+// days (0 = Sunday … 6 = Saturday; empty = every day), from Start to End
+// (HH:MM, UTC, End exclusive, End after Start), these limits replace the
+// base limits (0 = unlimited).
+type BandwidthInterval struct {
+	DaysOfWeek          []int  `json:"days_of_week,omitempty"`
+	Start               string `json:"start"`
+	End                 string `json:"end"`
+	UploadBytesPerSec   int64  `json:"upload_bytes_per_sec"`
+	DownloadBytesPerSec int64  `json:"download_bytes_per_sec"`
+}
+
+// BandwidthSchedule is GET/PUT /v1/gateway/bandwidth-schedule.
+type BandwidthSchedule struct {
+	Intervals []BandwidthInterval `json:"intervals"`
+	// Active is the index of the interval in force now (-1: none, the
+	// base limits apply); set by the server.
+	Active int `json:"active"`
+}
+
+// MaintenanceWindow is GET/PUT /v1/gateway/maintenance: the weekly hour
+// (UTC) when the appliance may restart for updates.
+type MaintenanceWindow struct {
+	DayOfWeek int `json:"day_of_week"`
+	Hour      int `json:"hour"`
+	Minute    int `json:"minute"`
+}
