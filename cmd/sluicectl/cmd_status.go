@@ -120,7 +120,7 @@ func newGatewayCommand(g *globalOptions) *cobra.Command {
 	}
 	bw.Flags().StringVar(&bo.upload, "upload", "", "upload limit in bytes per second (e.g. 50MiB; 0 = unlimited)")
 	bw.Flags().StringVar(&bo.download, "download", "", "download limit in bytes per second (e.g. 200MiB; 0 = unlimited)")
-	gw.AddCommand(bw)
+	gw.AddCommand(bw, newBandwidthScheduleCommand(g), newMaintenanceCommand(g))
 	return gw
 }
 

@@ -114,6 +114,16 @@ func TestCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &b) != nil || b.UploadBytesPerSec != 10<<20 {
 		t.Fatalf("bandwidth: %d %q %s", code, out, errs)
 	}
+	code, out, errs = ctl(t, "--data", data, "gateway", "bandwidth-schedule", "--interval", "1-5 09:00-17:00 10MiB 50MiB", "--interval", "* 22:00-24:00 0 0")
+	if code != 0 || !strings.Contains(out, "09:00") || !strings.Contains(out, "1,2,3,4,5") {
+		t.Fatalf("bandwidth-schedule: %d %q %s", code, out, errs)
+	}
+	if code, _, _ = ctl(t, "--data", data, "gateway", "bandwidth-schedule", "--interval", "Mon 9-5 fast"); code != exitUsage {
+		t.Fatalf("bad interval: %d", code)
+	}
+	if code, out, _ = ctl(t, "--data", data, "gateway", "maintenance", "--day", "6", "--hour", "2"); code != 0 || !strings.Contains(out, "Saturday 02:00") {
+		t.Fatalf("maintenance: %d %q", code, out)
+	}
 	secretFile := t.TempDir() + "/secret"
 	if err := os.WriteFile(secretFile, []byte("a-long-chap-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
