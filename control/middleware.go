@@ -221,12 +221,15 @@ func clientHost(r *http.Request) string {
 // failLimiter allows each client address a burst of failed
 // authentications, refilled slowly; past it the address gets 429.
 type failLimiter struct {
-	mu   sync.Mutex
-	byIP map[string]*rate.Limiter
-	last time.Time
+	mu    sync.Mutex
+	byIP  map[string]*rate.Limiter
+	last  time.Time
+	burst int
 }
 
-func newFailLimiter() *failLimiter { return &failLimiter{byIP: map[string]*rate.Limiter{}} }
+func newFailLimiter() *failLimiter {
+	return &failLimiter{byIP: map[string]*rate.Limiter{}, burst: authFailBurst}
+}
 
 const (
 	authFailBurst = 10
@@ -236,14 +239,14 @@ const (
 func (f *failLimiter) get(host string) *rate.Limiter {
 	l, ok := f.byIP[host]
 	if !ok {
-		l = rate.NewLimiter(rate.Every(authFailEvery), authFailBurst)
+		l = rate.NewLimiter(rate.Every(authFailEvery), f.burst)
 		f.byIP[host] = l
 	}
 	// Forget addresses that have fully recovered, now and then.
 	if time.Since(f.last) > time.Minute {
 		f.last = time.Now()
 		for h, lim := range f.byIP {
-			if lim.Tokens() >= authFailBurst && h != host {
+			if lim.Tokens() >= float64(f.burst) && h != host {
 				delete(f.byIP, h)
 			}
 		}

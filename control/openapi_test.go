@@ -30,7 +30,8 @@ func fullServer(t *testing.T) *Server {
 	}
 	t.Cleanup(func() { log.Close() })
 	ring := monitor.NewRing(nil, monitor.Options{})
-	return New(Config{State: db, Audit: log, Metrics: ring, Alarms: monitor.NewAlarms(ring, nil), Volumes: nopVolumes{}})
+	return New(Config{State: db, Audit: log, Metrics: ring, Alarms: monitor.NewAlarms(ring, nil), Volumes: nopVolumes{},
+		Snapshots: nopSnapshots{}, Shares: nopShares{}, Settings: nopSettings{}})
 }
 
 // TestOpenAPIDocumentsEveryRoute fails when a route is missing from the
