@@ -34,7 +34,10 @@ const (
 	maxBitmapBlocks = snapshot.MaxVolumeSize / snapshot.MinBlockSize
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// headerCRC is the CRC-32C of a bitmap file header's first 28 bytes.
+func headerCRC(b []byte) uint32 {
+	return crc32.Checksum(b[:28], crc32.MakeTable(crc32.Castagnoli))
+}
 
 // encodeBitmapFile returns the file image of a bitmap.
 func encodeBitmapFile(blockSize int, bm *snapshot.Bitmap) []byte {
@@ -44,7 +47,7 @@ func encodeBitmapFile(blockSize int, bm *snapshot.Bitmap) []byte {
 	b[4] = bitmapVersion
 	binary.BigEndian.PutUint32(b[8:], uint32(blockSize))
 	binary.BigEndian.PutUint64(b[12:], uint64(bm.Len()))
-	binary.BigEndian.PutUint32(b[28:], crc32.Checksum(b[:28], castagnoli))
+	binary.BigEndian.PutUint32(b[28:], headerCRC(b))
 	return append(b, bits...)
 }
 
@@ -61,7 +64,7 @@ func decodeBitmapFileMax(b []byte, maxBlocks int64) (int, *snapshot.Bitmap, erro
 	if string(b[:4]) != bitmapMagic {
 		return 0, nil, bad("bad magic")
 	}
-	if crc32.Checksum(b[:28], castagnoli) != binary.BigEndian.Uint32(b[28:]) {
+	if headerCRC(b) != binary.BigEndian.Uint32(b[28:]) {
 		return 0, nil, bad("header checksum mismatch")
 	}
 	if b[4] != bitmapVersion {

@@ -131,7 +131,7 @@ func TestFailpointsThenReopen(t *testing.T) {
 			if _, img := restoreVolume(t, e2, s2.ID); firstDiff(img, m.image()) >= 0 {
 				t.Fatal("next snapshot differs")
 			}
-			// Nothing but live chunks after GC.
+			checkCatalog(t, e2)
 			list, _ := e2.cat.List(ctx, snapshot.ListFilter{})
 			for _, in := range list {
 				if in.Status == snapshot.StatusError {
@@ -244,6 +244,7 @@ func TestKillDuringSnapshot(t *testing.T) {
 	if d := firstDiff(img, exp); d >= 0 {
 		t.Fatalf("resumed snapshot is not a point-in-time image (differs at %d, prefix %d)", d, k)
 	}
+	checkCatalog(t, e)
 	t.Logf("killed child: %d writes acknowledged, %d before the snapshot, snapshot holds %d", acked, beforeSnap, k)
 }
 

@@ -178,3 +178,17 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// checkCatalog runs the catalogue's consistency checker; tests call it
+// after every scenario.
+func checkCatalog(t testing.TB, e *env) snapshot.CheckResult {
+	t.Helper()
+	res, err := e.cat.Check(context.Background())
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !res.OK {
+		t.Fatalf("catalogue inconsistent: %v", res.Problems)
+	}
+	return res
+}

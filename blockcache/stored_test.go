@@ -96,6 +96,7 @@ func snapshotScenario(t *testing.T, e *env, size int64, bs int, codec snapshot.C
 			t.Fatalf("verify %s: %+v %v", id, res, err)
 		}
 	}
+	checkCatalog(t, e)
 }
 
 func TestStoredSnapshotScenario(t *testing.T) {
@@ -205,6 +206,7 @@ func continuousScenario(t *testing.T, e *env, size int64, bs int) {
 	if _, img2 := restoreVolume(t, e, s2.ID); firstDiff(img2, cur) >= 0 {
 		t.Fatal("second snapshot differs from the volume")
 	}
+	checkCatalog(t, e)
 }
 
 func TestSnapshotWhileWriting(t *testing.T) {

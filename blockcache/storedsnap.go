@@ -115,6 +115,7 @@ type snapSource struct {
 	ps *pendingSnap
 }
 
+// ReadBlock implements snapshot.BlockSource.
 func (s snapSource) ReadBlock(ctx context.Context, i int64, p []byte) error {
 	st := &s.v.stripes[i%int64(len(s.v.stripes))]
 	st.Lock()

@@ -95,6 +95,7 @@ func (c *Catalog) RestoreToFile(ctx context.Context, id, path string) (res Resto
 // writes overlap the downloads.
 type writeBehind struct{ f *os.File }
 
+// WriteAt writes p and starts its write-back.
 func (w writeBehind) WriteAt(p []byte, off int64) (int, error) {
 	n, err := w.f.WriteAt(p, off)
 	if err == nil {

@@ -66,7 +66,10 @@ type Clock interface {
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                         { return time.Now() }
+// Now returns the wall-clock time.
+func (systemClock) Now() time.Time { return time.Now() }
+
+// After waits for d on a real timer.
 func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // SystemClock returns the real clock.

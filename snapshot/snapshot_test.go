@@ -488,3 +488,29 @@ func (h *hookSource) ReadBlock(ctx context.Context, i int64, p []byte) error {
 	h.once.Do(h.hook)
 	return h.BlockSource.ReadBlock(ctx, i, p)
 }
+
+func TestCheck(t *testing.T) {
+	ctx := ctxT(t)
+	c := newTestCatalog(t, "", Options{})
+	img := newMemImage(4*MinBlockSize, MinBlockSize)
+	r := rand.New(rand.NewPCG(1, 9))
+	for i := int64(0); i < 4; i++ {
+		img.fill(r, i, int(i%2))
+	}
+	s, err := c.Create(ctx, CreateRequest{Volume: "v", Size: 4 * MinBlockSize, BlockSize: MinBlockSize, Source: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Check(ctx)
+	if err != nil || !res.OK || res.Snapshots != 1 || res.LiveChunks != 4 || res.Unreferenced != 0 {
+		t.Fatalf("check of a good catalogue: %+v %v", res, err)
+	}
+	m, _ := c.Manifest(ctx, s.ID)
+	if err := c.store.Delete(ctx, c.chunks.Key(m.Map.Blocks[1].ID)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.Check(ctx)
+	if err != nil || res.OK || len(res.Problems) != 1 {
+		t.Fatalf("check with a missing chunk: %+v %v", res, err)
+	}
+}
