@@ -494,3 +494,30 @@ func TestShutdownWaitsForCommandsInFlight(t *testing.T) {
 		t.Fatalf("Shutdown returned after %v, before the command finished", d)
 	}
 }
+
+func TestAbortTaskWaitingForData(t *testing.T) {
+	ts := startServer(t, serverOpts{})
+	c := ts.login(t, iscsitest.Options{InitialR2T: true, NoImmediateData: true})
+	defer c.Logout(tctx(t))
+	// A WRITE whose data never comes: the target sends an R2T and waits.
+	p := &iscsitest.PDU{}
+	p.BHS[0] = 0x41 // immediate, so it needs no CmdSN bookkeeping here
+	p.BHS[1] = 0xa1
+	p.SetU32(16, 0xabcd)
+	p.SetU32(20, 4096)
+	copy(p.BHS[32:], write10(0, 8))
+	if err := c.SendRaw(p.Encode(false, false)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	got, err := c.TaskMgmt(tctx(t), iscsitest.TMFAbortTask, 0, 0xabcd)
+	if err != nil || got != iscsitest.TMFComplete {
+		t.Fatalf("ABORT TASK: %d %v", got, err)
+	}
+	if n := ts.srv.Sessions()[0].InFlight; n != 0 {
+		t.Fatalf("%d tasks in flight after the abort", n)
+	}
+	if r, err := c.Command(tctx(t), 0, read10(0, 8), nil, 4096); err != nil || r.Status != 0 {
+		t.Fatalf("session unusable after abort: %v %+v", err, r)
+	}
+}
