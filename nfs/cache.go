@@ -121,6 +121,13 @@ type cfile struct {
 	// carries it for durability.
 	inMem bool
 	mem   []byte
+	// inflight maps blocks being fetched to a channel closed when done;
+	// epoch changes when cached data is dropped, so a fetch that finishes
+	// afterwards does not mark its blocks present.
+	inflight map[int64]chan struct{}
+	epoch    uint64
+	nextOff  int64     // where a sequential reader reads next
+	baseAt   time.Time // when base was last set
 }
 
 // spill moves in-memory data to the data file (f.mu held).
@@ -166,7 +173,14 @@ func (f *cfile) localAttrs() (attrs, bool) {
 	if f.gone || !f.pending() {
 		return attrs{}, false
 	}
-	return f.a, true
+	return f.attrsLocked(), true
+}
+
+// attrsLocked returns the file's current attributes (f.mu held).
+func (f *cfile) attrsLocked() attrs {
+	a := f.a
+	a.etag, a.seen = f.base, time.Now()
+	return a
 }
 
 // localPath returns the path and whether the file exists only locally.
@@ -254,6 +268,7 @@ func (f *cfile) removeData() {
 	x.srv.cache.add(-f.present.count() * blockSize)
 	f.present, f.dirty = nil, nil
 	f.inMem, f.mem = false, nil
+	f.epoch++
 	os.Remove(f.dataPath())
 }
 
@@ -343,37 +358,46 @@ func (x *share) cached(id uint64, p string, a attrs) *cfile {
 	defer x.mu.Unlock()
 	f := x.files[id]
 	if f == nil {
-		f = &cfile{x: x, id: id, path: p, a: a, base: a.etag, baseSize: a.size, lowWater: a.size}
+		f = &cfile{x: x, id: id, path: p, a: a, base: a.etag, baseSize: a.size, lowWater: a.size, baseAt: a.seen}
 		x.files[id] = f
 	}
 	f.mu.Lock()
-	if !f.pending() && !f.uploading && f.base != a.etag {
+	if !f.pending() && !f.uploading && f.base != a.etag && !f.baseAt.After(a.seen) {
 		f.removeData()
 		f.a, f.base, f.baseSize, f.lowWater = a, a.etag, a.size, a.size
+		f.baseAt = a.seen
 	}
 	f.lastUse = time.Now()
 	f.mu.Unlock()
 	return f
 }
 
-// checkCached drops clean cached data of p when the object changed.
-func (x *share) checkCached(p string, a attrs) {
+// checkCached drops clean cached data of p when the object changed; a
+// stat issued before the cached version was set (by an upload) is older
+// and ignored: checkCached then returns false.
+func (x *share) checkCached(p string, a attrs, issued time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	f := x.fileAtLocked(p)
 	if f == nil {
-		return
+		return true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.baseAt.After(issued) {
+		return f.base == a.etag
+	}
 	if !f.pending() && !f.uploading && f.base != a.etag {
 		f.removeData()
 		f.a, f.base, f.baseSize, f.lowWater = a, a.etag, a.size, a.size
+		f.baseAt = issued
 	}
+	return true
 }
 
-// dropCached forgets the cached file at p (it no longer exists).
-func (x *share) dropCached(p string) {
+// dropCached forgets the cached file at p (it no longer exists), unless it
+// was uploaded after issued.
+func (x *share) dropCached(p string, issued time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	f := x.fileAtLocked(p)
@@ -382,7 +406,7 @@ func (x *share) dropCached(p string) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.pending() && !f.uploading {
+	if !f.pending() && !f.uploading && !f.baseAt.After(issued) {
 		f.removeData()
 		f.gone = true
 		delete(x.files, f.id)
@@ -390,23 +414,78 @@ func (x *share) dropCached(p string) {
 }
 
 // fetch makes the blocks overlapping [off, end) present, reading missing
-// ones from the base object with ranged GETs, extending the last run by
-// readAhead bytes (f.mu held).
+// ones from the base object with ranged GETs (f.mu held; it is released
+// while data moves, and blocks being fetched are marked in flight so that
+// readers wait for them and writers do not race them). With readAhead > 0
+// and a sequential reader, the blocks that follow are fetched in the
+// background, readAhead bytes ahead.
 func (f *cfile) fetch(ctx context.Context, off, end, readAhead int64) error {
 	if f.inMem {
 		return nil // all data is in memory
 	}
-	if end > f.baseSize {
-		end = f.baseSize
+	if e := min(end, f.baseSize); off < e {
+		first, last := off/blockSize, (e-1)/blockSize
+		for {
+			f.waitInflight(first, last)
+			runs := f.missing(first, last+1)
+			if len(runs) == 0 || f.inMem {
+				break
+			}
+			err := f.transfer(ctx, runs)
+			if errors.Is(err, errBaseMoved) {
+				// An upload replaced the object: fetch from the new
+				// version once the upload has recorded it.
+				f.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					f.mu.Lock()
+					return ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+				f.mu.Lock()
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
-	if off >= end {
-		return nil
+	if readAhead > 0 {
+		if off == 0 || off == f.nextOff {
+			f.prefetch(end, readAhead)
+		}
+		f.nextOff = end
 	}
-	first, last := off/blockSize, (end-1)/blockSize
-	limit := (f.baseSize - 1) / blockSize
+	return nil
+}
+
+// waitInflight waits until no block in [first, last] is being fetched
+// (f.mu held, released while waiting).
+func (f *cfile) waitInflight(first, last int64) {
+	for {
+		var ch chan struct{}
+		for b, c := range f.inflight {
+			if b >= first && b <= last {
+				ch = c
+				break
+			}
+		}
+		if ch == nil {
+			return
+		}
+		f.mu.Unlock()
+		<-ch
+		f.mu.Lock()
+	}
+}
+
+// missing returns runs [from, to) of blocks in [first, stop) that hold
+// base data and are neither present nor in flight (f.mu held).
+func (f *cfile) missing(first, stop int64) [][2]int64 {
+	stop = min(stop, (f.baseSize+blockSize-1)/blockSize)
 	var runs [][2]int64
-	for b := first; b <= last; b++ {
-		if f.present.has(b) {
+	for b := first; b < stop; b++ {
+		if _, busy := f.inflight[b]; busy || f.present.has(b) {
 			continue
 		}
 		if n := len(runs); n > 0 && runs[n-1][1] == b {
@@ -415,57 +494,160 @@ func (f *cfile) fetch(ctx context.Context, off, end, readAhead int64) error {
 			runs = append(runs, [2]int64{b, b + 1})
 		}
 	}
-	if len(runs) == 0 {
-		return nil
+	return runs
+}
+
+// transfer fetches runs of blocks (f.mu held, released during the
+// transfer) and marks them present unless the cached data was dropped
+// meanwhile.
+func (f *cfile) transfer(ctx context.Context, runs [][2]int64) error {
+	done := make(chan struct{})
+	if f.inflight == nil {
+		f.inflight = map[int64]chan struct{}{}
 	}
-	r := &runs[len(runs)-1]
-	for extra := readAhead / blockSize; extra > 0 && r[1] <= limit && !f.present.has(r[1]); extra-- {
-		r[1]++
-	}
-	df, err := os.OpenFile(f.dataPath(), os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	defer df.Close()
 	for _, r := range runs {
-		start, stop := r[0]*blockSize, min(r[1]*blockSize, f.baseSize)
-		body, _, err := f.x.store.Get(ctx, f.x.key(f.path), objstore.GetOptions{
-			Range: &objstore.Range{Offset: start, Length: stop - start}, IfMatch: f.base})
-		if err != nil {
-			if errors.Is(err, objstore.ErrPreconditionFailed) {
-				return statusErr(StatusStale, fmt.Errorf("object %s changed while cached: %w", f.path, err))
+		for b := r[0]; b < r[1]; b++ {
+			f.inflight[b] = done
+		}
+	}
+	epoch, key, base, baseSize := f.epoch, f.x.key(f.path), f.base, f.baseSize
+	f.mu.Unlock()
+	err := f.x.transferRuns(ctx, f.dataPath(), key, base, baseSize, runs)
+	f.mu.Lock()
+	for _, r := range runs {
+		for b := r[0]; b < r[1]; b++ {
+			delete(f.inflight, b)
+		}
+	}
+	close(done)
+	if err != nil {
+		if errors.Is(err, objstore.ErrPreconditionFailed) {
+			if f.uploading || f.base != base {
+				return errBaseMoved
 			}
-			return fmt.Errorf("fetch %s: %w", f.path, err)
+			return statusErr(StatusStale, fmt.Errorf("object %s changed while cached: %w", f.path, err))
 		}
-		_, err = io.Copy(io.NewOffsetWriter(df, start), io.LimitReader(body, stop-start))
-		body.Close()
-		if err != nil {
-			return fmt.Errorf("fetch %s: %w", f.path, err)
-		}
-		added := int64(0)
+		return fmt.Errorf("fetch %s: %w", f.path, err)
+	}
+	if epoch != f.epoch {
+		return nil // dropped meanwhile: the caller looks again
+	}
+	added := int64(0)
+	for _, r := range runs {
 		for b := r[0]; b < r[1]; b++ {
 			if f.present.set(b) {
 				added++
 			}
 		}
-		f.x.srv.cache.add(added * blockSize)
+	}
+	f.x.srv.cache.add(added * blockSize)
+	return nil
+}
+
+// transferRuns copies byte ranges of object key (version base) into the
+// data file.
+func (x *share) transferRuns(ctx context.Context, dataPath, key, base string, baseSize int64, runs [][2]int64) error {
+	df, err := os.OpenFile(dataPath, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	for _, r := range runs {
+		start, stop := r[0]*blockSize, min(r[1]*blockSize, baseSize)
+		body, _, err := x.store.Get(ctx, key, objstore.GetOptions{
+			Range: &objstore.Range{Offset: start, Length: stop - start}, IfMatch: base})
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.NewOffsetWriter(df, start), io.LimitReader(body, stop-start))
+		body.Close()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// prefetch starts a background fetch of the blocks after end when less
+// than half of the readAhead window after it is present or in flight
+// (f.mu held).
+func (f *cfile) prefetch(end, readAhead int64) {
+	first := (end + blockSize - 1) / blockSize
+	window := max(readAhead/blockSize, 2)
+	next := first
+	for next < first+window {
+		if _, busy := f.inflight[next]; !busy && !f.present.has(next) {
+			break
+		}
+		next++
+	}
+	if next-first >= window/2 {
+		return
+	}
+	runs := f.missing(next, first+window)
+	if len(runs) == 0 {
+		return
+	}
+	runs = runs[:1]
+	s := f.x.srv
+	select {
+	case <-s.quit:
+		return
+	default:
+	}
+	s.bg.Add(1)
+	done := make(chan struct{})
+	if f.inflight == nil {
+		f.inflight = map[int64]chan struct{}{}
+	}
+	for b := runs[0][0]; b < runs[0][1]; b++ {
+		f.inflight[b] = done
+	}
+	epoch, key, base, baseSize := f.epoch, f.x.key(f.path), f.base, f.baseSize
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := f.x.transferRuns(ctx, f.dataPath(), key, base, baseSize, runs)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for b := runs[0][0]; b < runs[0][1]; b++ {
+			delete(f.inflight, b)
+		}
+		close(done)
+		if err != nil || epoch != f.epoch {
+			return
+		}
+		added := int64(0)
+		for b := runs[0][0]; b < runs[0][1]; b++ {
+			if f.present.set(b) {
+				added++
+			}
+		}
+		s.cache.add(added * blockSize)
+	}()
+}
+
 // readAt reads up to len(buf) bytes at off from a cached file into buf and
 // returns them.
-func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool, error) {
+func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool, attrs, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastUse = time.Now()
 	size := f.a.size
 	if off >= size {
-		return nil, true, nil
+		return nil, true, f.attrsLocked(), nil
 	}
 	end := min(size, off+int64(len(buf)))
 	if err := f.fetch(ctx, off, end, f.x.srv.cfg.ReadAhead); err != nil {
-		return nil, false, err
+		return nil, false, attrs{}, err
 	}
 	buf = buf[:end-off]
 	if f.inMem {
@@ -474,23 +656,23 @@ func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool
 			n = copy(buf, f.mem[off:])
 		}
 		clear(buf[n:])
-		return buf, end == size, nil
+		return buf, end == size, f.attrsLocked(), nil
 	}
 	df, err := os.Open(f.dataPath())
 	if errors.Is(err, os.ErrNotExist) {
 		clear(buf)
-		return buf, end == size, nil // all zeros: never written, nothing fetched
+		return buf, end == size, f.attrsLocked(), nil // all zeros: never written, nothing fetched
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("cache: %w", err)
+		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
 	}
 	defer df.Close()
 	m, err := df.ReadAt(buf, off)
 	if err != nil && err != io.EOF {
-		return nil, false, fmt.Errorf("cache: %w", err)
+		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
 	}
 	clear(buf[m:]) // a sparse tail past the data file's end reads as zeros
-	return buf, end == size, nil
+	return buf, end == size, f.attrsLocked(), nil
 }
 
 // writeAt writes data at off. With sync the data and journal are durable
@@ -528,6 +710,7 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 			return attrs{}, err
 		}
 	}
+	f.waitInflight(off/blockSize, (end-1)/blockSize)
 	df, err := os.OpenFile(f.dataPath(), os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return attrs{}, fmt.Errorf("cache: %w", err)
@@ -578,6 +761,7 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 			return err
 		}
 	}
+	f.waitInflight(0, 1<<62)
 	if f.inMem {
 		if size < int64(len(f.mem)) {
 			f.mem = f.mem[:size]
@@ -589,11 +773,7 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 		return nil
 	}
 	if size < f.a.size {
-		if size%blockSize != 0 && size < f.baseSize {
-			if err := f.fetch(ctx, size-1, size, 0); err != nil {
-				return err
-			}
-		}
+		// Base data beyond the new end must never come back.
 		f.baseSize = min(f.baseSize, size)
 		f.lowWater = min(f.lowWater, size)
 		n := f.present.count()
@@ -601,12 +781,10 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 		f.dirty.clearFrom((size + blockSize - 1) / blockSize)
 		f.x.srv.cache.add((f.present.count() - n) * blockSize)
 	}
+	// The data file never extends past the file size, so growing it reads
+	// zeros; a partly cached last block keeps fetching its base part.
 	if err := os.Truncate(f.dataPath(), size); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cache: %w", err)
-	}
-	if size%blockSize != 0 {
-		f.present.set(size / blockSize)
-		f.dirty.set(size / blockSize)
 	}
 	f.a.size = size
 	f.dataDirty = true

@@ -26,6 +26,9 @@ var (
 	// errBadArgs marks undecodable procedure arguments; the dispatcher
 	// answers GARBAGE_ARGS.
 	errBadArgs = errors.New("nfs: undecodable arguments")
+	// errBaseMoved: a fetch found a newer object version written by an
+	// upload of the same file; the fetch is retried.
+	errBaseMoved = errors.New("nfs: object replaced by an upload")
 )
 
 // Status is an NFSv3 status code (RFC 1813 section 2.6, nfsstat3).

@@ -694,11 +694,11 @@ func (x *share) read(ctx context.Context, id uint64, p string, off uint64, buf [
 	case !may(a, who, permR) && !(who.uid == a.uid):
 		return nil, false, a, statusErr(StatusAccess, nil)
 	}
-	if off >= uint64(a.size) {
-		return nil, true, a, nil
-	}
 	f := x.cached(id, p, a)
-	b, eof, err := f.readAt(ctx, int64(off), buf)
+	b, eof, fa, err := f.readAt(ctx, int64(off), buf)
+	if err == nil {
+		a = fa
+	}
 	return b, eof, a, err
 }
 

@@ -141,6 +141,7 @@ type Server struct {
 
 	quit    chan struct{} // closed by Shutdown
 	wg      sync.WaitGroup
+	bg      sync.WaitGroup // background read-ahead
 	cache   *cacheLRU
 	uploads *uploader
 }
@@ -460,11 +461,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.quit)
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		<-done
-	}
+	<-done
+	s.bg.Wait()
 	for _, x := range shares {
 		if cerr := x.close(); err == nil {
 			err = cerr

@@ -54,6 +54,7 @@ type attrs struct {
 	size                int64
 	atime, mtime, ctime time.Time
 	etag                string
+	seen                time.Time // when these attributes were observed
 }
 
 // node is a cached stat result.
@@ -216,15 +217,22 @@ func (x *share) defaultDirAttrs() attrs {
 	return attrs{typ: typeDir, mode: defaultDirMode, size: 4096, atime: x.started, mtime: x.started, ctime: x.started}
 }
 
-func (x *share) setNode(p string, a attrs) {
+func (x *share) setNode(p string, a attrs) { x.setNodeAt(p, a, time.Now()) }
+
+// setNodeAt caches attributes observed at time at, unless newer ones are
+// cached already (a HEAD that raced with an upload must not win).
+func (x *share) setNodeAt(p string, a attrs, at time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	n := x.nodes[p]
+	if n != nil && n.fetched.After(at) {
+		return
+	}
 	if n == nil || n.a.etag != a.etag || n.a.typ != a.typ {
 		n = &node{}
 		x.nodes[p] = n
 	}
-	n.a, n.fetched = a, time.Now()
+	n.a, n.fetched = a, at
 }
 
 // fileAt returns the cached file at p, if any (x.mu held).
@@ -251,6 +259,7 @@ func (x *share) stat(ctx context.Context, p string) (attrs, error) {
 	n := x.nodes[p]
 	if n != nil && x.fresh(n.fetched) {
 		a := n.a
+		a.seen = n.fetched
 		x.mu.Unlock()
 		return a, nil
 	}
@@ -280,8 +289,11 @@ func (x *share) stat(ctx context.Context, p string) (attrs, error) {
 			x.mu.Unlock()
 			return a, nil
 		case n != nil && n.a.etag == e.etag:
-			n.fetched = l.fetched
+			if l.fetched.After(n.fetched) {
+				n.fetched = l.fetched
+			}
 			a := n.a
+			a.seen = n.fetched
 			x.mu.Unlock()
 			return a, nil
 		}
@@ -293,11 +305,17 @@ func (x *share) stat(ctx context.Context, p string) (attrs, error) {
 // revalidate stats p in the store: an object (file or link), a directory
 // marker, or any object below p/ (a directory without marker).
 func (x *share) revalidate(ctx context.Context, p string) (attrs, error) {
+	issued := time.Now()
 	oi, err := x.store.Head(ctx, x.key(p))
 	if err == nil {
 		a := objAttrs(oi, typeReg)
-		x.setNode(p, a)
-		x.checkCached(p, a)
+		a.seen = issued
+		x.setNodeAt(p, a, issued)
+		if !x.checkCached(p, a, issued) {
+			// An upload finished while the HEAD was in flight: its
+			// result is newer.
+			return x.stat(ctx, p)
+		}
 		return a, nil
 	}
 	if !errors.Is(err, objstore.ErrNotFound) {
@@ -306,7 +324,7 @@ func (x *share) revalidate(ctx context.Context, p string) (attrs, error) {
 	oi, err = x.store.Head(ctx, x.dirKey(p))
 	if err == nil {
 		a := objAttrs(oi, typeDir)
-		x.setNode(p, a)
+		x.setNodeAt(p, a, issued)
 		return a, nil
 	}
 	if !errors.Is(err, objstore.ErrNotFound) {
@@ -323,13 +341,15 @@ func (x *share) revalidate(ctx context.Context, p string) (attrs, error) {
 			a = n.a
 		}
 		x.mu.Unlock()
-		x.setNode(p, a)
+		x.setNodeAt(p, a, issued)
 		return a, nil
 	}
 	x.mu.Lock()
-	delete(x.nodes, p)
+	if n := x.nodes[p]; n != nil && n.fetched.Before(issued) {
+		delete(x.nodes, p)
+	}
 	x.mu.Unlock()
-	x.dropCached(p)
+	x.dropCached(p, issued)
 	return attrs{}, statusErr(StatusNoEnt, nil)
 }
 

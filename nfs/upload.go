@@ -209,7 +209,6 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 	base, baseSize, local := f.base, f.baseSize, f.local
 	dirty := append(bitmap(nil), f.dirty...)
 	f.lowWater = size
-	f.uploading = true
 	partSize := x.srv.cfg.PartSize
 	for size/partSize >= 10000 {
 		partSize *= 2
@@ -233,15 +232,17 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 			}
 		}
 	}
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	f.uploading = true
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		f.uploading = false
 		f.mu.Unlock()
 	}()
-	if err != nil {
-		return err
-	}
 	key := x.key(p)
 	md := metaOf(a)
 	var oi objstore.ObjectInfo
@@ -284,7 +285,17 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", p, err)
 	}
+	// Publish the new version's attributes before the file stops counting
+	// as changed, so that no stat in between sees the previous version.
 	f.mu.Lock()
+	if f.gen == gen && !f.gone {
+		cur := f.a
+		cur.etag = oi.ETag
+		f.mu.Unlock()
+		x.setNode(p, cur)
+		f.mu.Lock()
+	}
+	f.baseAt = time.Now()
 	f.base = oi.ETag
 	f.baseSize = min(size, f.lowWater)
 	f.local = false
@@ -305,15 +316,11 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 			f.logDone(recClean)
 		}
 	}
-	cur := f.a
+	f.a.etag = oi.ETag
 	f.mu.Unlock()
-	if clean {
-		cur.etag = oi.ETag
-		x.setNode(p, cur)
-	}
 	dir, name := splitPath(p)
 	x.listAdd(dir, name, dirEnt{typ: typeReg, size: size, etag: oi.ETag, mtime: a.mtime})
-	x.log.Debug("uploaded", "path", p, "size", size, "multipart", multipart, "copied", copied)
+	x.log.Debug("uploaded", "path", p, "size", size, "multipart", multipart, "copied", copied, "clean", clean, "etag", oi.ETag)
 	if cb := x.srv.cfg.OnUpload; cb != nil {
 		cb(UploadEvent{Share: x.cfg.Name, Path: p, Key: key, Size: size, ETag: oi.ETag,
 			Multipart: multipart && !metaOnly, CopiedBytes: copied, Time: time.Now()})
