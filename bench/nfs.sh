@@ -4,11 +4,13 @@
 # with the VFS FSAL on a local directory; needs root, rpcbind and
 # "apt-get install -y nfs-ganesha nfs-ganesha-vfs"; skipped when missing).
 #
-# Measures, with libnfs's nfs-cp (one client thread): write of a SIZE_MB file,
-# read of it back while cached, and (Sluice) read after a restart with an
-# empty cache (cache miss: ranged GETs from MinIO); then creation of FILES
-# files of 4 KiB (CREATE+WRITE+COMMIT each) by nfs/internal/nfsbench with
-# WORKERS parallel connections.
+# Measures, with libnfs's nfs-cp (one client thread): write of a SIZE_MB file
+# (until nfs-cp returns: data committed to Sluice's durable cache; and until
+# the object is in MinIO), read of it back while cached (after the upload
+# settled), and (Sluice) read after a restart with an empty cache (cache
+# miss: ranged GETs from MinIO); then creation of FILES files of 4 KiB
+# (CREATE+WRITE+COMMIT each) by nfs/internal/nfsbench with WORKERS parallel
+# connections (rate as the client sees it, and until all are in MinIO).
 # Usage: bench/nfs.sh            (SIZE_MB=1024 FILES=10000 WORKERS=16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,11 +54,17 @@ start_sluice() { # $1: cache generation
 	waitport "$SPORT"
 }
 stop_sluice() { kill -TERM "$SPID"; wait "$SPID" || true; }
+uploads() { grep -c "^UPLOADED $1" "$TMP/sluice.$2.log" || true; }
+wait_uploads() { # $1 path prefix, $2 count, $3 log generation
+	while [ "$(uploads "$1" "$3")" -lt "$2" ]; do sleep 0.05; done
+}
 
 start_sluice 1
 U="nfs://127.0.0.1/share/big.bin?nfsport=$SPORT&mountport=$SPORT"
 t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now)
 S_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
+wait_uploads big.bin 1 1; t2=$(now)
+S_WRITE_S3=$(mbps "$SIZE_MB" "$t0" "$t2")
 t0=$(now); nfs-cp "$U" "$TMP/back.bin" >/dev/null; t1=$(now)
 S_HIT=$(mbps "$SIZE_MB" "$t0" "$t1")
 cmp -s "$TMP/big.bin" "$TMP/back.bin" || { echo "sluice: read back differs" >&2; exit 1; }
@@ -68,7 +76,10 @@ t0=$(now); nfs-cp "$U" "$TMP/back.bin" >/dev/null; t1=$(now)
 S_MISS=$(mbps "$SIZE_MB" "$t0" "$t1")
 cmp -s "$TMP/big.bin" "$TMP/back.bin" || { echo "sluice: cache-miss read differs" >&2; exit 1; }
 rm -f "$TMP/back.bin"
+t0=$(now)
 S_FILES=$("$TMP/nfsbench" smallfiles -addr "127.0.0.1:$SPORT" -n "$FILES" -workers "$WORKERS" | awk '/^FILES/ { printf "%.0f", $4 }')
+wait_uploads small/ "$FILES" 2; t1=$(now)
+S_FILES_S3=$(awk -v n="$FILES" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 stop_sluice
 
 # --- Peer: nfs-ganesha (VFS FSAL) -----------------------------------------------
@@ -111,6 +122,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "-" || b == 0) print "-"; el
 echo "| measurement | Sluice | peer (nfs-ganesha VFS) | ratio | goal |"
 echo "|---|---|---|---|---|"
 echo "| nfs-cp write ${SIZE_MB} MiB (MB/s) | $S_WRITE | $P_WRITE | $(ratio "$S_WRITE" "$P_WRITE") | >= 110 MiB/s |"
+echo "| same, until the object is in MinIO (MB/s) | $S_WRITE_S3 | - | - | |"
 echo "| nfs-cp read, cached (MB/s) | $S_HIT | $P_HIT | $(ratio "$S_HIT" "$P_HIT") | >= 590 MiB/s |"
 echo "| nfs-cp read, cache miss from MinIO (MB/s) | $S_MISS | - | - | >= 310 MiB/s |"
 echo "| create ${FILES} x 4 KiB files, ${WORKERS} connections (files/s) | $S_FILES | $P_FILES | $(ratio "$S_FILES" "$P_FILES") | >= 800 |"
+echo "| same, until all objects are in MinIO (files/s) | $S_FILES_S3 | - | - | |"

@@ -65,7 +65,14 @@ func serve(args []string) error {
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	srv, err := nfs.NewServer(nfs.Config{Logger: log, StateDir: *dir + "/state", CacheDir: *dir + "/cache", CacheSize: 8 << 30})
+	var outMu sync.Mutex
+	onUpload := func(ev nfs.UploadEvent) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Printf("UPLOADED %s %d\n", ev.Path, ev.Size)
+	}
+	srv, err := nfs.NewServer(nfs.Config{Logger: log, StateDir: *dir + "/state", CacheDir: *dir + "/cache",
+		CacheSize: 8 << 30, OnUpload: onUpload})
 	if err != nil {
 		return err
 	}
