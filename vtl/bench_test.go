@@ -3,6 +3,7 @@ package vtl
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/testenv"
 	"github.com/sluicegw/sluice/iscsi/iscsitest"
 	"github.com/sluicegw/sluice/iscsi/scsi"
@@ -146,4 +148,51 @@ func BenchmarkTape(b *testing.B) {
 			})
 		}
 	}
+}
+
+// discardSegments is a store that throws segment data away, to measure the
+// drive's own cost.
+type discardSegments struct{ objstore.Store }
+
+func (s discardSegments) Put(ctx context.Context, key string, r io.Reader, size int64, o objstore.PutOptions) (objstore.ObjectInfo, error) {
+	if strings.Contains(key, "/seg-") {
+		n, err := io.Copy(io.Discard, r)
+		return objstore.ObjectInfo{Key: key, Size: n}, err
+	}
+	return s.Store.Put(ctx, key, r, size, o)
+}
+
+// BenchmarkDriveWriteDirect measures the drive's write path without the
+// network or a store: WRITE commands executed directly, segment uploads
+// discarded.
+func BenchmarkDriveWriteDirect(b *testing.B) {
+	l := openTestLibrary(b, discardSegments{embeddedStore(b)}, func(c *Config) {
+		c.MaxBlockSize = 1 << 20
+		c.SegmentSize = 32 << 20
+		c.MaxTapeSize = 1 << 50
+	})
+	defer l.Close(context.Background())
+	tapes, err := l.CreateTapes(context.Background(), CreateOptions{BarcodePrefix: "BD", Count: 1, Size: 1 << 45})
+	if err != nil {
+		b.Fatal(err)
+	}
+	exec(b, l.Changer(), cdbMove(tapes[0].Element, addrDrive), nil, 0).mustOK(b, "MOVE")
+	d := l.Drives()[0]
+	data := make([]byte, 256<<10)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	cmd := &scsi.Command{Nexus: testNexus, CDB: cdbWrite(len(data), false), DataOut: data}
+	ctx := context.Background()
+	d.Execute(ctx, cmd)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := d.Execute(ctx, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+	exec(b, d, cdbWFM(0), nil, 0).mustOK(b, "WFM")
 }

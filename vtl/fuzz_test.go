@@ -3,7 +3,9 @@ package vtl
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 
 	"github.com/sluicegw/sluice/iscsi/scsi"
@@ -131,31 +133,40 @@ func FuzzDecodeIndex(f *testing.F) {
 	s2 := segInfo{first: s.items, firstByte: uint64(s.rawLen)}
 	s2.appendRun(fmSize, 2)
 	x.segs = append(x.segs, s2)
-	f.Add(x.encode(nil))
+	enc := x.encode(nil)
+	f.Add(enc)
+	f.Add(enc[:len(enc)-4])
 	f.Add([]byte(indexMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		x, err := decodeIndex(b)
-		if err != nil {
-			if !errors.Is(err, ErrCorruptIndex) {
-				t.Fatalf("error %v does not wrap ErrCorruptIndex", err)
-			}
-			return
-		}
-		if !bytes.Equal(x.encode(nil), b) {
-			t.Fatal("re-encoding differs")
-		}
-		eod := x.eod()
-		for _, p := range []uint64{0, eod / 2, eod - 1} {
-			if p < eod {
-				c := x.seek(p)
-				x.object(c)
-				x.advance(&c)
-			}
-		}
-		x.fmBefore(eod)
-		x.truncate(eod / 2)
-		if x.eod() != eod/2 && eod/2 < eod {
-			t.Fatalf("truncate to %d left eod %d", eod/2, x.eod())
-		}
+		// The raw input, and the input with a valid checksum appended so
+		// the structural checks are reached too.
+		fuzzIndex(t, b)
+		fuzzIndex(t, binary.BigEndian.AppendUint32(append([]byte(nil), b...), crc32.Checksum(b, castagnoli)))
 	})
+}
+
+func fuzzIndex(t *testing.T, b []byte) {
+	x, err := decodeIndex(b)
+	if err != nil {
+		if !errors.Is(err, ErrCorruptIndex) {
+			t.Fatalf("error %v does not wrap ErrCorruptIndex", err)
+		}
+		return
+	}
+	if !bytes.Equal(x.encode(nil), b) {
+		t.Fatal("re-encoding differs")
+	}
+	eod := x.eod()
+	for _, p := range []uint64{0, eod / 2, eod - 1} {
+		if p < eod {
+			c := x.seek(p)
+			x.object(c)
+			x.advance(&c)
+		}
+	}
+	x.fmBefore(eod)
+	x.truncate(eod / 2)
+	if x.eod() != eod/2 {
+		t.Fatalf("truncate to %d left eod %d", eod/2, x.eod())
+	}
 }
