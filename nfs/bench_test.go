@@ -84,8 +84,8 @@ func BenchmarkSequential(b *testing.B) {
 			}
 			return time.Since(start)
 		}
+		ts.waitUpload(b, name) // steady state: the upload is done
 		hit := read()
-		ts.waitUpload(b, name)
 		ts.Refresh(context.Background(), "share", "", true)
 		miss := read()
 		mb := float64(size) / 1e6

@@ -588,19 +588,28 @@ func (f *cfile) prefetch(end, readAhead int64) {
 	if len(runs) == 0 {
 		return
 	}
-	runs = runs[:1]
 	s := f.x.srv
 	select {
 	case <-s.quit:
 		return
 	default:
 	}
+	// The run is fetched in chunks of a quarter window, in parallel.
+	chunk := max(window/4, 1)
+	for b := runs[0][0]; b < runs[0][1]; b += chunk {
+		f.prefetchRun([2]int64{b, min(b+chunk, runs[0][1])})
+	}
+}
+
+// prefetchRun fetches one run of blocks in the background (f.mu held).
+func (f *cfile) prefetchRun(run [2]int64) {
+	s := f.x.srv
 	s.bg.Add(1)
 	done := make(chan struct{})
 	if f.inflight == nil {
 		f.inflight = map[int64]chan struct{}{}
 	}
-	for b := runs[0][0]; b < runs[0][1]; b++ {
+	for b := run[0]; b < run[1]; b++ {
 		f.inflight[b] = done
 	}
 	epoch, key, base, baseSize := f.epoch, f.x.key(f.path), f.base, f.baseSize
@@ -615,10 +624,10 @@ func (f *cfile) prefetch(end, readAhead int64) {
 			case <-ctx.Done():
 			}
 		}()
-		err := f.x.transferRuns(ctx, f.dataPath(), key, base, baseSize, runs)
+		err := f.x.transferRuns(ctx, f.dataPath(), key, base, baseSize, [][2]int64{run})
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		for b := runs[0][0]; b < runs[0][1]; b++ {
+		for b := run[0]; b < run[1]; b++ {
 			delete(f.inflight, b)
 		}
 		close(done)
@@ -626,7 +635,7 @@ func (f *cfile) prefetch(end, readAhead int64) {
 			return
 		}
 		added := int64(0)
-		for b := runs[0][0]; b < runs[0][1]; b++ {
+		for b := run[0]; b < run[1]; b++ {
 			if f.present.set(b) {
 				added++
 			}

@@ -34,7 +34,6 @@ const (
 	procFsinfo
 	procPathconf
 	procCommit
-	numProcs
 )
 
 // request is one NFS call being served.
@@ -56,28 +55,53 @@ type procInfo struct {
 	failWords int
 }
 
-var procs = [numProcs]procInfo{
-	procGetattr:     {fn: nfsGetattr},
-	procSetattr:     {fn: nfsSetattr, mutating: true, failWords: 2},
-	procLookup:      {fn: nfsLookup, failWords: 1},
-	procAccess:      {fn: nfsAccess, failWords: 1},
-	procReadlink:    {fn: nfsReadlink, failWords: 1},
-	procRead:        {fn: nfsRead, failWords: 1},
-	procWrite:       {fn: nfsWrite, mutating: true, failWords: 2},
-	procCreate:      {fn: nfsCreate, mutating: true, failWords: 2},
-	procMkdir:       {fn: nfsMkdir, mutating: true, failWords: 2},
-	procSymlink:     {fn: nfsSymlink, mutating: true, failWords: 2},
-	procMknod:       {fn: nfsNotSupp, mutating: true, failWords: 2},
-	procRemove:      {fn: nfsRemove, mutating: true, failWords: 2},
-	procRmdir:       {fn: nfsRmdir, mutating: true, failWords: 2},
-	procRename:      {fn: nfsRename, mutating: true, failWords: 4},
-	procLink:        {fn: nfsNotSupp, mutating: true, failWords: 3},
-	procReaddir:     {fn: nfsReaddir, failWords: 1},
-	procReaddirplus: {fn: nfsReaddirplus, failWords: 1},
-	procFsstat:      {fn: nfsFsstat, failWords: 1},
-	procFsinfo:      {fn: nfsFsinfo, failWords: 1},
-	procPathconf:    {fn: nfsPathconf, failWords: 1},
-	procCommit:      {fn: nfsCommit, mutating: true, failWords: 2},
+// procFor returns the description of an NFSv3 procedure (not NULL).
+func procFor(proc uint32) (procInfo, bool) {
+	switch proc {
+	case procGetattr:
+		return procInfo{fn: nfsGetattr}, true
+	case procSetattr:
+		return procInfo{fn: nfsSetattr, mutating: true, failWords: 2}, true
+	case procLookup:
+		return procInfo{fn: nfsLookup, failWords: 1}, true
+	case procAccess:
+		return procInfo{fn: nfsAccess, failWords: 1}, true
+	case procReadlink:
+		return procInfo{fn: nfsReadlink, failWords: 1}, true
+	case procRead:
+		return procInfo{fn: nfsRead, failWords: 1}, true
+	case procWrite:
+		return procInfo{fn: nfsWrite, mutating: true, failWords: 2}, true
+	case procCreate:
+		return procInfo{fn: nfsCreate, mutating: true, failWords: 2}, true
+	case procMkdir:
+		return procInfo{fn: nfsMkdir, mutating: true, failWords: 2}, true
+	case procSymlink:
+		return procInfo{fn: nfsSymlink, mutating: true, failWords: 2}, true
+	case procMknod:
+		return procInfo{fn: nfsNotSupp, mutating: true, failWords: 2}, true
+	case procRemove:
+		return procInfo{fn: nfsRemove, mutating: true, failWords: 2}, true
+	case procRmdir:
+		return procInfo{fn: nfsRmdir, mutating: true, failWords: 2}, true
+	case procRename:
+		return procInfo{fn: nfsRename, mutating: true, failWords: 4}, true
+	case procLink:
+		return procInfo{fn: nfsNotSupp, mutating: true, failWords: 3}, true
+	case procReaddir:
+		return procInfo{fn: nfsReaddir, failWords: 1}, true
+	case procReaddirplus:
+		return procInfo{fn: nfsReaddirplus, failWords: 1}, true
+	case procFsstat:
+		return procInfo{fn: nfsFsstat, failWords: 1}, true
+	case procFsinfo:
+		return procInfo{fn: nfsFsinfo, failWords: 1}, true
+	case procPathconf:
+		return procInfo{fn: nfsPathconf, failWords: 1}, true
+	case procCommit:
+		return procInfo{fn: nfsCommit, mutating: true, failWords: 2}, true
+	}
+	return procInfo{}, false
 }
 
 // nfsCall answers an NFSv3 call. This is the one place where a handler's
@@ -86,10 +110,10 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 	if call.Proc == procNull {
 		return rpc.AcceptedReply(call.XID, rpc.Success, nil)
 	}
-	if call.Proc >= numProcs {
+	pi, ok := procFor(call.Proc)
+	if !ok {
 		return rpc.AcceptedReply(call.XID, rpc.ProcUnavail, nil)
 	}
-	pi := procs[call.Proc]
 	d := rpc.NewDecoder(call.Args)
 	fh := d.Opaque(64)
 	if d.Err() != nil {

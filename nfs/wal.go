@@ -71,8 +71,6 @@ type wal struct {
 	syncing bool
 }
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
 func walName(dir string, gen int) string {
 	return filepath.Join(dir, "journal."+strconv.Itoa(gen))
 }
@@ -133,7 +131,7 @@ func replay(path string, latest map[uint64]*record) error {
 			return nil
 		}
 		b := make([]byte, n)
-		if _, err := io.ReadFull(r, b); err != nil || crc32.Checksum(b, crcTable) != binary.BigEndian.Uint32(hdr[4:]) {
+		if _, err := io.ReadFull(r, b); err != nil || crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) != binary.BigEndian.Uint32(hdr[4:]) {
 			return nil
 		}
 		var rec record
@@ -153,7 +151,7 @@ func frame(rec *record) ([]byte, error) {
 	}
 	out := make([]byte, 8, 8+len(b))
 	binary.BigEndian.PutUint32(out, uint32(len(b)))
-	binary.BigEndian.PutUint32(out[4:], crc32.Checksum(b, crcTable))
+	binary.BigEndian.PutUint32(out[4:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 	return append(out, b...), nil
 }
 

@@ -1,7 +1,8 @@
 // Command nfsbench is the driver of bench/nfs.sh. "serve" runs a Sluice NFS
 // server for one S3 bucket (the daemon is not needed); "smallfiles" creates
 // many small files over NFSv3 with parallel workers against any server and
-// prints the rate; "readfile" reads a file with parallel READs.
+// prints the rate; "readfile" reads a file with 1 MiB READs, depth of them
+// outstanding at once, and prints MiB/s.
 package main
 
 import (
@@ -35,6 +36,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "smallfiles":
 		err = smallFiles(os.Args[2:])
+	case "readfile":
+		err = readFile(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -165,5 +168,67 @@ func smallFiles(args []string) error {
 	default:
 	}
 	fmt.Printf("FILES %d %.3f %.1f\n", *n, el.Seconds(), float64(*n)/el.Seconds())
+	return nil
+}
+
+func readFile(args []string) error {
+	fs := flag.NewFlagSet("readfile", flag.ExitOnError)
+	addr := fs.String("addr", "", "NFS server host:port (MOUNT on the same port unless -mountaddr)")
+	mountAddr := fs.String("mountaddr", "", "MOUNT server host:port")
+	export := fs.String("export", "/share", "export path")
+	name := fs.String("name", "big.bin", "file in the export's root")
+	depth := fs.Int("depth", 1, "READs outstanding at once")
+	fs.Parse(args)
+	if *mountAddr == "" {
+		*mountAddr = *addr
+	}
+	mc, err := nfsclient.Dial(*mountAddr, nfsclient.Unix(0, 0))
+	if err != nil {
+		return err
+	}
+	root, err := mc.Mount(*export)
+	mc.Close()
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	cl, err := nfsclient.Dial(*addr, nfsclient.Unix(0, 0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	fh, a, err := cl.Lookup(root, *name)
+	if err != nil {
+		return fmt.Errorf("lookup: %w", err)
+	}
+	start := time.Now()
+	offs := make(chan uint64)
+	errc := make(chan error, *depth)
+	var wg sync.WaitGroup
+	for range *depth {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := range offs {
+				if _, _, err := cl.Read(fh, off, 1<<20); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for off := uint64(0); off < a.Size; off += 1 << 20 {
+		offs <- off
+	}
+	close(offs)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	el := time.Since(start)
+	fmt.Printf("READ %d %.3f %.1f\n", a.Size, el.Seconds(), float64(a.Size)/(1<<20)/el.Seconds())
 	return nil
 }
