@@ -67,18 +67,26 @@
 // # Caching and uploads
 //
 // File data is cached in CacheDir in 1 MiB blocks of a sparse file per
-// file; reads of uncached ranges are ranged GETs extended by ReadAhead.
+// file (new files of up to 256 KiB are kept in memory until uploaded).
+// Reads of uncached ranges are ranged GETs; a sequential reader gets
+// ReadAhead bytes fetched ahead in the background, in parallel chunks.
 // Writes land in the cache (write-back) and the file is uploaded once the
-// client COMMITs it (or writes with FILE_SYNC and then idles) or after it
-// has been idle for SettleTime: one PUT up to PartSize, a parallel
-// multipart upload beyond; when only part of a large object changed, the
-// unchanged parts are copied server-side (UploadPartCopy) from the previous
-// version. A per-file journal records which blocks are present and dirty;
-// it is rewritten atomically on every change and made durable (with the
-// data) on COMMIT and stable WRITEs, so dirty data survives a crash or kill
-// and is re-uploaded when the share is added again. Clean data is evicted
-// least recently used beyond CacheSize; dirty data never is. After each
-// upload Config.OnUpload receives an UploadEvent.
+// client COMMITs it (or writes with FILE_SYNC), or after it has been idle
+// for SettleTime: one PUT up to PartSize, a parallel multipart upload
+// beyond; when only part of a large object changed, the unchanged parts are
+// copied server-side (UploadPartCopy) from the previous version.
+//
+// Durability: each share has a journal (wal.go) in CacheDir. COMMIT and
+// stable WRITEs append the file's state (attributes, which blocks are
+// present and dirty, and the data itself for files up to 256 KiB) and
+// wait for a group sync that one committer performs for all waiting ones,
+// so many small files cost one sync; larger files have their data file
+// synced first. Unstable WRITEs are durable only once committed (the write
+// verifier changes at every start, so clients resend what a crash lost).
+// When a share is added, files with changes not yet uploaded are restored
+// from the journal and uploaded. Clean data is evicted least recently used
+// beyond CacheSize; dirty data never is. After each upload Config.OnUpload
+// receives an UploadEvent.
 //
 // Metadata (attributes, lookups, directory listings) is cached for
 // MetadataTTL and then revalidated with HEAD or LIST, so objects created,

@@ -68,6 +68,7 @@ type StatusError struct {
 	Err    error
 }
 
+// Error describes the status and its cause.
 func (e *StatusError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("nfs status %d", e.Status)
@@ -75,6 +76,7 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("nfs status %d: %v", e.Status, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *StatusError) Unwrap() error { return e.Err }
 
 // statusErr builds a StatusError; err may be nil.

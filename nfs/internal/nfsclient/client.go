@@ -5,7 +5,6 @@ package nfsclient
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -21,19 +20,6 @@ const (
 	ProgNFS     = 100003
 	ProgMount   = 100005
 )
-
-// ErrClosed is returned by calls on a closed client.
-var ErrClosed = errors.New("nfsclient: connection closed")
-
-// StatusError is a non-zero NFS or MOUNT status.
-type StatusError struct {
-	Proc   uint32
-	Status uint32
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("nfsclient: procedure %d failed with status %d", e.Proc, e.Status)
-}
 
 // Client is one TCP connection to an RPC server.
 type Client struct {
