@@ -64,7 +64,7 @@ func (l *Library) Check(ctx context.Context) ([]string, error) {
 
 // checkTape checks one tape's index against its segment objects.
 func checkTape(ctx context.Context, store objstore.Store, prefix string) ([]string, error) {
-	x, err := loadIndex(ctx, store, prefix+"index")
+	x, err := loadIndex(ctx, store, prefix, defaultChunkSegs)
 	if err != nil {
 		return []string{err.Error()}, nil
 	}

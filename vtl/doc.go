@@ -7,13 +7,26 @@
 // A tape is a sequence of logical objects: records (blocks) and filemarks.
 // Record data is packed into segments of up to Config.SegmentSize bytes,
 // each compressed (LZ4 by default, or zstd) and stored as one object
-// "<prefix>tapes/<barcode>/seg-<seq>". An index object
-// "<prefix>tapes/<barcode>/index" lists the segments with, for each, the
-// logical object number of its first object, the number of data bytes
-// before it, and run-length encoded record sizes and filemarks. From the
+// "<prefix>tapes/<barcode>/seg-<seq>" (16-byte header with codec, raw
+// length and CRC-32C; segments that do not compress are stored as they
+// are). The index lists the segments with, for each, the logical object
+// number of its first object, the number of data bytes before it, and
+// run-length encoded record sizes and filemarks. It is stored as chunk
+// objects "idx-<id>" of 4,096 segments each and a small root object
+// "index" naming them; a commit writes only the chunks from the first
+// changed segment on (normally just the last) and then the root, so its
+// cost does not grow with the tape, and a crash between the two leaves
+// the previous root valid. Objects no longer referenced are deleted after
+// the commit and, after a crash, when the tape is next loaded. From the
 // index alone a drive answers READ POSITION, LOCATE and SPACE in O(log n)
-// without downloading data; READ fetches segments on demand with one
-// segment of read-ahead.
+// without downloading data; READ fetches segments on demand with
+// Config.ReadAhead segments of read-ahead.
+//
+// # Memory
+//
+// A writing drive holds at most UploadConcurrency+1 raw segments and
+// UploadConcurrency compressed ones (160 MiB with the defaults); a reading
+// drive ReadAhead+2 segments. Nothing is allocated per record.
 //
 // # Durability
 //
@@ -24,8 +37,11 @@
 // FILEMARKS (also with a count of zero and also with IMMED set), REWIND,
 // LOAD UNLOAD, ERASE, LOCATE, SPACE, READ after writing, and before a
 // MOVE MEDIUM takes the tape out of the drive: every segment is uploaded,
-// then the index is written with a single Put. Data written after the last
-// commit is lost if the gateway dies, as it is with a real drive's buffer.
+// then the index is written (chunks, then the root with a single Put).
+// Data written after the last commit is lost if the gateway dies, as it is
+// with a real drive's buffer. A failed upload or commit is reported as
+// MEDIUM ERROR / WRITE ERROR and sticks until the tape is unloaded; the
+// tape then holds what the last successful commit covered.
 //
 // # Library state
 //

@@ -254,7 +254,7 @@ func (d *Drive) insert(ctx context.Context, cr *cartridge) error {
 
 // load opens the tape's index.
 func (d *Drive) load(ctx context.Context, cr *cartridge) error {
-	t, err := openTape(ctx, d.lib.cfg.Store, d.lib.codec, cr.prefix, d.lib.cfg.SegmentSize, d.lib.cfg.UploadConcurrency, d.lib.cfg.ReadAhead, !cr.readOnly, d.lib.failpoint)
+	t, err := openTape(ctx, d.lib.cfg.Store, d.lib.codec, cr.prefix, d.lib.cfg.SegmentSize, d.lib.cfg.UploadConcurrency, d.lib.cfg.ReadAhead, d.lib.cfg.chunkSegs, !cr.readOnly, d.lib.failpoint)
 	if err != nil {
 		return ioErr(scsi.ASCUnrecoveredReadError, err).(*scsi.SenseError)
 	}

@@ -2,8 +2,10 @@ package vtl
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/iscsi/scsi"
 )
 
@@ -176,5 +178,58 @@ func TestReadOnlyTape(t *testing.T) {
 	r := exec(t, d, cdbRead(10, false, false), nil, 10).mustOK(t, "READ retrieved")
 	if !eq(r.data, record(1, 10)) {
 		t.Fatal("retrieved data differs")
+	}
+}
+
+func TestIndexChunks(t *testing.T) {
+	store := embeddedStore(t)
+	small := func(c *Config) { c.chunkSegs = 3 }
+	l := openTestLibrary(t, store, small)
+	ctx := context.Background()
+	bc, d := loadFirst(t, l, 64<<20)
+	// Each record and its filemark make one segment: 10 segments, 4 chunks.
+	for i := 0; i < 10; i++ {
+		exec(t, d, cdbWrite(100+i, false), record(i, 100+i), 0).mustOK(t, "WRITE")
+		exec(t, d, cdbWFM(1), nil, 0).mustOK(t, "WFM")
+	}
+	// Overwrite from record 4 (object 8): chunks from the second on change.
+	exec(t, d, cdbLocate(8), nil, 0).mustOK(t, "LOCATE 8")
+	exec(t, d, cdbWrite(50, false), record(40, 50), 0).mustOK(t, "overwrite")
+	exec(t, d, cdbWFM(1), nil, 0).mustOK(t, "WFM")
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l = openTestLibrary(t, store, small)
+	defer l.Close(ctx)
+	d = l.Drives()[0]
+	exec(t, d, []byte{0x1b, 0, 0, 0, 1, 0}, nil, 0).mustOK(t, "LOAD")
+	for i := 0; i < 5; i++ {
+		want := record(i, 100+i)
+		if i == 4 {
+			want = record(40, 50)
+		}
+		r := exec(t, d, cdbRead(1000, false, true), nil, 1000).mustOK(t, "READ")
+		if !eq(r.data, want) {
+			t.Fatalf("record %d differs", i)
+		}
+		exec(t, d, cdbRead(1000, false, true), nil, 1000).senseIs(t, "FM", scsi.SenseNoSense, scsi.ASCFilemarkDetected)
+	}
+	exec(t, d, cdbRead(1000, false, true), nil, 1000).senseIs(t, "EOD", scsi.SenseBlankCheck, scsi.ASCEndOfDataDetected)
+	mustCheck(t, l)
+	// Replaced chunks and segments were deleted: 5 segments, 2 chunks.
+	var segs, chunks int
+	if err := objstore.ListAll(ctx, store, "vtl/tapes/"+bc+"/", func(o objstore.ObjectInfo) error {
+		switch {
+		case strings.Contains(o.Key, "/seg-"):
+			segs++
+		case strings.Contains(o.Key, "/idx-"):
+			chunks++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if segs != 5 || chunks != 2 {
+		t.Fatalf("%d segment and %d chunk objects, want 5 and 2", segs, chunks)
 	}
 }

@@ -118,25 +118,24 @@ func FuzzChangerExecute(f *testing.F) {
 	})
 }
 
-// FuzzDecodeIndex checks that the index decoder never panics, and that
-// whatever it accepts re-encodes to the same bytes and can be sought.
+// FuzzDecodeIndex checks that the index decoders (root and chunk objects)
+// never panic, and that a chunk they accept re-encodes to the same bytes
+// and can be sought and truncated.
 func FuzzDecodeIndex(f *testing.F) {
-	x := &tapeIndex{nextSeq: 1}
-	f.Add(x.encode(nil))
 	s := segInfo{seq: 1, first: 0}
 	s.appendRun(65536, 10)
 	s.appendRun(fmSize, 1)
 	s.appendRun(100, 3)
-	x.segs = append(x.segs, s)
-	x.nextSeq = 2
-	f.Add(x.encode(nil))
 	s2 := segInfo{first: s.items, firstByte: uint64(s.rawLen)}
 	s2.appendRun(fmSize, 2)
-	x.segs = append(x.segs, s2)
-	enc := x.encode(nil)
-	f.Add(enc)
-	f.Add(enc[:len(enc)-4])
-	f.Add([]byte(indexMagic))
+	for _, segs := range [][]segInfo{nil, {s}, {s, s2}} {
+		enc := encodeChunk(nil, segs)
+		f.Add(enc)
+		f.Add(enc[:len(enc)-4])
+	}
+	root := encodeRoot(nil, &tapeIndex{nextSeq: 5, nextChunk: 3, chunkSegs: 16}, []chunkRef{{1, 100}, {2, 50}})
+	f.Add(root)
+	f.Add(root[:len(root)-4])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The raw input, and the input with a valid checksum appended so
 		// the structural checks are reached too.
@@ -146,14 +145,21 @@ func FuzzDecodeIndex(f *testing.F) {
 }
 
 func fuzzIndex(t *testing.T, b []byte) {
-	x, err := decodeIndex(b)
-	if err != nil {
+	if rx, chunks, err := decodeRoot(b); err != nil {
+		if !errors.Is(err, ErrCorruptIndex) {
+			t.Fatalf("root error %v does not wrap ErrCorruptIndex", err)
+		}
+	} else if !bytes.Equal(encodeRoot(nil, rx, chunks), b) {
+		t.Fatal("root re-encoding differs")
+	}
+	x := &tapeIndex{nextSeq: 1 << 62}
+	if err := x.decodeChunk(b); err != nil {
 		if !errors.Is(err, ErrCorruptIndex) {
 			t.Fatalf("error %v does not wrap ErrCorruptIndex", err)
 		}
 		return
 	}
-	if !bytes.Equal(x.encode(nil), b) {
+	if !bytes.Equal(encodeChunk(nil, x.segs), b) {
 		t.Fatal("re-encoding differs")
 	}
 	eod := x.eod()

@@ -18,10 +18,6 @@ const maxRecord = 1<<24 - 1
 // cannot describe a huge filemark list.
 const maxFilemarks = 1 << 20
 
-// indexMagic starts every encoded tape index; its last two bytes are the
-// format version.
-const indexMagic = "SLTIDX01"
-
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // run is Count consecutive logical objects of the same kind: records of
@@ -53,6 +49,14 @@ type segInfo struct {
 type tapeIndex struct {
 	nextSeq uint64
 	segs    []segInfo
+	// chunks are the index chunk objects of the last commit; nextChunk
+	// names the next one written.
+	chunks    []chunkRef
+	nextChunk uint64
+	// dirtyFrom is the first segment changed since the last commit.
+	dirtyFrom int
+	// chunkSegs is the number of segments per chunk object.
+	chunkSegs int
 	// fms lists the logical object numbers of the filemarks, ascending
 	// (derived).
 	fms []uint64
@@ -158,6 +162,7 @@ func (x *tapeIndex) truncate(pos uint64) {
 		return
 	}
 	c := x.seek(pos)
+	x.touch(c.seg)
 	s := &x.segs[c.seg]
 	if c.run == 0 && c.inRun == 0 {
 		x.segs = x.segs[:c.seg]
@@ -176,6 +181,11 @@ func (x *tapeIndex) truncate(pos uint64) {
 	x.fms = x.fms[:x.fmBefore(pos)]
 }
 
+// touch records that segment i (and everything after it) changed.
+func (x *tapeIndex) touch(i int) {
+	x.dirtyFrom = min(x.dirtyFrom, i)
+}
+
 // appendRun adds n objects of size to segment s, merging with its last run.
 func (s *segInfo) appendRun(size, n uint32) {
 	if k := len(s.runs); k > 0 && s.runs[k-1].Size == size && s.runs[k-1].Count <= ^uint32(0)-n {
@@ -189,13 +199,102 @@ func (s *segInfo) appendRun(size, n uint32) {
 	}
 }
 
-// encode serializes the index (see decodeIndex for the format).
-func (x *tapeIndex) encode(dst []byte) []byte {
-	dst = append(dst, indexMagic...)
+// defaultChunkSegs is the number of segments per index chunk object. A
+// commit rewrites only the chunks from the first changed segment on, plus
+// the small root, so its cost does not grow with the tape.
+const defaultChunkSegs = 4096
+
+// maxChunkSegs bounds the chunk size a root may declare.
+const maxChunkSegs = 1 << 16
+
+// Magic strings of the two index object kinds; the last two bytes are the
+// format version.
+const (
+	rootMagic  = "SLTIDX02"
+	chunkMagic = "SLTCHK01"
+)
+
+// chunkRef names one index chunk object.
+type chunkRef struct {
+	id   uint64
+	size uint32
+}
+
+// segHeaderLen is the fixed part of one encoded segment entry.
+const segHeaderLen = 8 + 8 + 8 + 4 + 4 + 4
+
+// encodeRoot serializes the root index object:
+//
+//	"SLTIDX02" nextSeq:u64 nextChunk:u64 chunkSegs:u32 nchunks:u32
+//	nchunks × { id:u64 size:u32 }
+//	crc32c:u32 (Castagnoli, of everything before it)
+//
+// all big-endian. Chunk i holds segments [i*chunkSegs, (i+1)*chunkSegs).
+func encodeRoot(dst []byte, x *tapeIndex, chunks []chunkRef) []byte {
+	dst = append(dst, rootMagic...)
 	dst = binary.BigEndian.AppendUint64(dst, x.nextSeq)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(x.segs)))
-	for i := range x.segs {
-		s := &x.segs[i]
+	dst = binary.BigEndian.AppendUint64(dst, x.nextChunk)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(x.chunkSegs))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(chunks)))
+	for _, c := range chunks {
+		dst = binary.BigEndian.AppendUint64(dst, c.id)
+		dst = binary.BigEndian.AppendUint32(dst, c.size)
+	}
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
+}
+
+// checkSum verifies and strips the trailing CRC-32C of an index object
+// that starts with magic.
+func checkSum(b []byte, magic string, min int) ([]byte, error) {
+	if len(b) < len(magic)+min+4 || string(b[:len(magic)]) != magic {
+		return nil, fmt.Errorf("%w: bad header", ErrCorruptIndex)
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptIndex)
+	}
+	return body[len(magic):], nil
+}
+
+// decodeRoot parses a root index object (see encodeRoot) into an index
+// without segments and the list of its chunks.
+func decodeRoot(b []byte) (*tapeIndex, []chunkRef, error) {
+	p, err := checkSum(b, rootMagic, 24)
+	if err != nil {
+		return nil, nil, err
+	}
+	x := &tapeIndex{nextSeq: binary.BigEndian.Uint64(p), nextChunk: binary.BigEndian.Uint64(p[8:])}
+	x.chunkSegs = int(binary.BigEndian.Uint32(p[16:]))
+	n := binary.BigEndian.Uint32(p[20:])
+	p = p[24:]
+	if x.chunkSegs < 1 || x.chunkSegs > maxChunkSegs {
+		return nil, nil, fmt.Errorf("%w: %d segments per chunk", ErrCorruptIndex, x.chunkSegs)
+	}
+	if uint64(len(p)) != uint64(n)*12 {
+		return nil, nil, fmt.Errorf("%w: %d chunks in %d bytes", ErrCorruptIndex, n, len(p))
+	}
+	chunks := make([]chunkRef, n)
+	for i := range chunks {
+		chunks[i] = chunkRef{id: binary.BigEndian.Uint64(p), size: binary.BigEndian.Uint32(p[8:])}
+		p = p[12:]
+		if chunks[i].id >= x.nextChunk {
+			return nil, nil, fmt.Errorf("%w: chunk %d id %d beyond %d", ErrCorruptIndex, i, chunks[i].id, x.nextChunk)
+		}
+	}
+	return x, chunks, nil
+}
+
+// encodeChunk serializes segments segs of x as a chunk object:
+//
+//	"SLTCHK01" nsegs:u32
+//	nsegs × { seq:u64 first:u64 firstByte:u64 rawLen:u32 objLen:u32
+//	          nruns:u32 nruns × { size:u32 count:u32 } }
+//	crc32c:u32
+func encodeChunk(dst []byte, segs []segInfo) []byte {
+	dst = append(dst, chunkMagic...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(segs)))
+	for i := range segs {
+		s := &segs[i]
 		dst = binary.BigEndian.AppendUint64(dst, s.seq)
 		dst = binary.BigEndian.AppendUint64(dst, s.first)
 		dst = binary.BigEndian.AppendUint64(dst, s.firstByte)
@@ -210,39 +309,24 @@ func (x *tapeIndex) encode(dst []byte) []byte {
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
 }
 
-// segHeaderLen is the fixed part of one encoded segment entry.
-const segHeaderLen = 8 + 8 + 8 + 4 + 4 + 4
-
-// decodeIndex parses an encoded index:
-//
-//	"SLTIDX01" nextSeq:u64 nsegs:u32
-//	nsegs × { seq:u64 first:u64 firstByte:u64 rawLen:u32 objLen:u32
-//	          nruns:u32 nruns × { size:u32 count:u32 } }
-//	crc32c:u32 (Castagnoli, of everything before it)
-//
-// all big-endian. It checks the checksum and that the segments are
-// contiguous and consistent, and rebuilds the derived fields. Errors wrap
+// decodeChunk parses a chunk object (see encodeChunk) and appends its
+// segments to x, checking that they continue x contiguously and are
+// consistent, and rebuilding the derived fields. Errors wrap
 // ErrCorruptIndex.
-func decodeIndex(b []byte) (*tapeIndex, error) {
-	if len(b) < len(indexMagic)+8+4+4 || string(b[:len(indexMagic)]) != indexMagic {
-		return nil, fmt.Errorf("%w: bad header", ErrCorruptIndex)
+func (x *tapeIndex) decodeChunk(b []byte) error {
+	p, err := checkSum(b, chunkMagic, 4)
+	if err != nil {
+		return err
 	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptIndex)
+	n := binary.BigEndian.Uint32(p)
+	p = p[4:]
+	if uint64(n) > uint64(len(p)/segHeaderLen) || n > maxChunkSegs {
+		return fmt.Errorf("%w: %d segments in %d bytes", ErrCorruptIndex, n, len(p))
 	}
-	p := body[len(indexMagic):]
-	x := &tapeIndex{nextSeq: binary.BigEndian.Uint64(p)}
-	n := binary.BigEndian.Uint32(p[8:])
-	p = p[12:]
-	if uint64(n) > uint64(len(p)/segHeaderLen) {
-		return nil, fmt.Errorf("%w: %d segments in %d bytes", ErrCorruptIndex, n, len(p))
-	}
-	x.segs = make([]segInfo, 0, n)
-	var pos, bytes uint64
+	pos, bytes := x.eod(), x.usedBytes()
 	for i := uint32(0); i < n; i++ {
 		if len(p) < segHeaderLen {
-			return nil, fmt.Errorf("%w: truncated segment %d", ErrCorruptIndex, i)
+			return fmt.Errorf("%w: truncated segment %d", ErrCorruptIndex, i)
 		}
 		s := segInfo{
 			seq:       binary.BigEndian.Uint64(p),
@@ -254,13 +338,13 @@ func decodeIndex(b []byte) (*tapeIndex, error) {
 		nr := binary.BigEndian.Uint32(p[32:])
 		p = p[segHeaderLen:]
 		if uint64(nr) > uint64(len(p)/8) || nr == 0 {
-			return nil, fmt.Errorf("%w: segment %d: %d runs", ErrCorruptIndex, i, nr)
+			return fmt.Errorf("%w: segment %d: %d runs", ErrCorruptIndex, i, nr)
 		}
 		if s.first != pos || s.firstByte != bytes {
-			return nil, fmt.Errorf("%w: segment %d not contiguous", ErrCorruptIndex, i)
+			return fmt.Errorf("%w: segment %d not contiguous", ErrCorruptIndex, i)
 		}
 		if s.seq != 0 && s.seq >= x.nextSeq {
-			return nil, fmt.Errorf("%w: segment %d: sequence %d beyond %d", ErrCorruptIndex, i, s.seq, x.nextSeq)
+			return fmt.Errorf("%w: segment %d: sequence %d beyond %d", ErrCorruptIndex, i, s.seq, x.nextSeq)
 		}
 		s.runs = make([]run, nr)
 		var raw uint64
@@ -268,15 +352,15 @@ func decodeIndex(b []byte) (*tapeIndex, error) {
 			r := run{Size: binary.BigEndian.Uint32(p), Count: binary.BigEndian.Uint32(p[4:])}
 			p = p[8:]
 			if r.Count == 0 || (r.Size != fmSize && (r.Size == 0 || r.Size > maxRecord)) {
-				return nil, fmt.Errorf("%w: segment %d run %d: bad run", ErrCorruptIndex, i, j)
+				return fmt.Errorf("%w: segment %d run %d: bad run", ErrCorruptIndex, i, j)
 			}
 			s.runs[j] = r
 			s.items += uint64(r.Count)
 			if r.Size == fmSize {
+				if uint64(len(x.fms))+uint64(r.Count) > maxFilemarks {
+					return fmt.Errorf("%w: too many filemarks", ErrCorruptIndex)
+				}
 				for k := uint64(0); k < uint64(r.Count); k++ {
-					if len(x.fms) >= maxFilemarks {
-						return nil, fmt.Errorf("%w: too many filemarks", ErrCorruptIndex)
-					}
 					x.fms = append(x.fms, pos+s.items-uint64(r.Count)+k)
 				}
 			} else {
@@ -284,17 +368,17 @@ func decodeIndex(b []byte) (*tapeIndex, error) {
 			}
 		}
 		if raw != uint64(s.rawLen) || (s.seq == 0 && raw != 0) {
-			return nil, fmt.Errorf("%w: segment %d: %d data bytes, header says %d", ErrCorruptIndex, i, raw, s.rawLen)
+			return fmt.Errorf("%w: segment %d: %d data bytes, header says %d", ErrCorruptIndex, i, raw, s.rawLen)
 		}
 		pos += s.items
 		bytes += raw
 		if pos < s.items || bytes < raw {
-			return nil, fmt.Errorf("%w: segment %d: overflow", ErrCorruptIndex, i)
+			return fmt.Errorf("%w: segment %d: overflow", ErrCorruptIndex, i)
 		}
 		x.segs = append(x.segs, s)
 	}
 	if len(p) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorruptIndex, len(p))
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptIndex, len(p))
 	}
-	return x, nil
+	return nil
 }

@@ -104,6 +104,10 @@ type Config struct {
 	// ("vtl/segment-upload", "vtl/index-commit", "vtl/state-save"); an
 	// error it returns fails that step. For tests.
 	Failpoint func(name string) error
+
+	// chunkSegs is the segments per index chunk of new tapes (tests
+	// shrink it).
+	chunkSegs int
 }
 
 // Element addresses of the changer.
@@ -279,6 +283,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.SegmentSize < cfg.MaxBlockSize {
 		cfg.SegmentSize = cfg.MaxBlockSize
+	}
+	if cfg.chunkSegs == 0 {
+		cfg.chunkSegs = defaultChunkSegs
 	}
 	if cfg.MinTapeSize == 0 {
 		cfg.MinTapeSize = 100 << 30

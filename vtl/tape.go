@@ -25,6 +25,8 @@ type tapeIO struct {
 	x       *tapeIndex
 	dirty   bool     // index changed since the last commit
 	garbage []uint64 // segment objects no longer referenced
+	// garbageChunks are index chunks replaced by the last commit.
+	garbageChunks []uint64
 
 	// write side
 	up   *uploader
@@ -57,10 +59,10 @@ func segKey(prefix string, seq uint64) string {
 // openTape loads the index of the tape stored under prefix (an empty tape
 // when there is none). With gc it deletes segment objects the index does
 // not reference (left by a crash before a commit).
-func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string, segSize, conc, readAhead int, gc bool, fail func(string) error) (*tapeIO, error) {
+func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string, segSize, conc, readAhead, chunkSegs int, gc bool, fail func(string) error) (*tapeIO, error) {
 	t := &tapeIO{store: store, codec: c, prefix: prefix, segSize: segSize, fail: fail, readAhead: readAhead}
 	t.cur.idx = -1
-	x, err := loadIndex(ctx, store, prefix+"index")
+	x, err := loadIndex(ctx, store, prefix, chunkSegs)
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +73,21 @@ func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string
 			ref[s.seq] = true
 		}
 		var del []string
-		err := objstore.ListAll(ctx, store, prefix+"seg-", func(o objstore.ObjectInfo) error {
-			seq, perr := strconv.ParseUint(strings.TrimPrefix(o.Key, prefix+"seg-"), 16, 64)
-			if perr == nil && !ref[seq] {
-				del = append(del, o.Key)
+		chunks := make(map[uint64]bool, len(x.chunks))
+		for _, c := range x.chunks {
+			chunks[c.id] = true
+		}
+		err := objstore.ListAll(ctx, store, prefix, func(o objstore.ObjectInfo) error {
+			name := strings.TrimPrefix(o.Key, prefix)
+			if s, ok := strings.CutPrefix(name, "seg-"); ok {
+				if seq, perr := strconv.ParseUint(s, 16, 64); perr == nil && !ref[seq] {
+					del = append(del, o.Key)
+				}
+			}
+			if s, ok := strings.CutPrefix(name, "idx-"); ok {
+				if id, perr := strconv.ParseUint(s, 16, 64); perr == nil && !chunks[id] {
+					del = append(del, o.Key)
+				}
 			}
 			return nil
 		})
@@ -90,13 +103,13 @@ func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string
 	return t, nil
 }
 
-// loadIndex reads and decodes an index object; a missing one is an empty
-// tape.
-func loadIndex(ctx context.Context, store objstore.Store, key string) (*tapeIndex, error) {
+func chunkKey(prefix string, id uint64) string {
+	return prefix + "idx-" + fmt.Sprintf("%016x", id)
+}
+
+// getAll reads a whole small object.
+func getAll(ctx context.Context, store objstore.Store, key string) ([]byte, error) {
 	rc, _, err := store.Get(ctx, key, objstore.GetOptions{})
-	if errors.Is(err, objstore.ErrNotFound) {
-		return &tapeIndex{nextSeq: 1}, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("vtl: get %s: %w", key, err)
 	}
@@ -105,7 +118,42 @@ func loadIndex(ctx context.Context, store objstore.Store, key string) (*tapeInde
 	if err != nil {
 		return nil, fmt.Errorf("vtl: read %s: %w", key, err)
 	}
-	return decodeIndex(b)
+	return b, nil
+}
+
+// loadIndex reads and decodes the index of the tape under prefix: the
+// root object, then its chunks. A missing root is an empty tape.
+func loadIndex(ctx context.Context, store objstore.Store, prefix string, chunkSegs int) (*tapeIndex, error) {
+	b, err := getAll(ctx, store, prefix+"index")
+	if errors.Is(err, objstore.ErrNotFound) {
+		return &tapeIndex{nextSeq: 1, nextChunk: 1, chunkSegs: chunkSegs}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	x, chunks, err := decodeRoot(b)
+	if err != nil {
+		return nil, err
+	}
+	x.chunks = chunks
+	for i, c := range x.chunks {
+		b, err := getAll(ctx, store, chunkKey(prefix, c.id))
+		if err != nil {
+			return nil, err
+		}
+		if len(b) != int(c.size) {
+			return nil, fmt.Errorf("%w: chunk %d is %d bytes, root says %d", ErrCorruptIndex, c.id, len(b), c.size)
+		}
+		before := len(x.segs)
+		if err := x.decodeChunk(b); err != nil {
+			return nil, err
+		}
+		if n := len(x.segs) - before; n != x.chunkSegs && i != len(x.chunks)-1 || n == 0 {
+			return nil, fmt.Errorf("%w: chunk %d holds %d segments", ErrCorruptIndex, c.id, n)
+		}
+	}
+	x.dirtyFrom = len(x.segs)
+	return x, nil
 }
 
 func deleteKeys(ctx context.Context, store objstore.Store, keys []string) error {
@@ -149,6 +197,7 @@ func (t *tapeIO) prepareWrite(pos uint64) {
 	}
 	eodSegs := len(t.x.segs)
 	t.x.truncate(pos)
+	t.x.touch(len(t.x.segs))
 	for _, s := range t.x.segs[len(t.x.segs):eodSegs] {
 		if s.seq != 0 {
 			t.garbage = append(t.garbage, s.seq)
@@ -177,6 +226,7 @@ func (t *tapeIO) writeRecord(ctx context.Context, data []byte) error {
 		t.x.nextSeq++
 	}
 	t.open = append(t.open, data...)
+	t.x.touch(len(t.x.segs) - 1)
 	t.x.segs[len(t.x.segs)-1].appendRun(uint32(len(data)), 1)
 	t.dirty = true
 	return nil
@@ -193,6 +243,7 @@ func (t *tapeIO) writeFilemarks(n uint32) error {
 		t.x.segs = append(t.x.segs, segInfo{first: eod, firstByte: t.x.usedBytes()})
 		k++
 	}
+	t.x.touch(k - 1)
 	t.x.segs[k-1].appendRun(fmSize, n)
 	for i := uint64(0); i < uint64(n); i++ {
 		t.x.fms = append(t.x.fms, eod+i)
@@ -242,17 +293,39 @@ func (t *tapeIO) commit(ctx context.Context) error {
 	if err := t.fail("vtl/index-commit"); err != nil {
 		return fmt.Errorf("vtl: commit index: %w", err)
 	}
-	t.idxBuf = t.x.encode(t.idxBuf[:0])
+	x := t.x
+	cs := x.chunkSegs
+	first := min(x.dirtyFrom, len(x.segs)) / cs
+	nChunks := (len(x.segs) + cs - 1) / cs
+	chunks := append([]chunkRef(nil), x.chunks[:min(first, len(x.chunks))]...)
+	for k := first; k < nChunks; k++ {
+		t.idxBuf = encodeChunk(t.idxBuf[:0], x.segs[k*cs:min((k+1)*cs, len(x.segs))])
+		id := x.nextChunk
+		x.nextChunk++
+		if _, err := t.store.Put(ctx, chunkKey(t.prefix, id), bytes.NewReader(t.idxBuf), int64(len(t.idxBuf)), objstore.PutOptions{ContentType: "application/octet-stream"}); err != nil {
+			return fmt.Errorf("vtl: commit index chunk: %w", err)
+		}
+		chunks = append(chunks, chunkRef{id: id, size: uint32(len(t.idxBuf))})
+	}
+	t.idxBuf = encodeRoot(t.idxBuf[:0], x, chunks)
 	if _, err := t.store.Put(ctx, t.prefix+"index", bytes.NewReader(t.idxBuf), int64(len(t.idxBuf)), objstore.PutOptions{ContentType: "application/octet-stream"}); err != nil {
 		return fmt.Errorf("vtl: commit index: %w", err)
 	}
+	for _, c := range x.chunks[min(first, len(x.chunks)):] {
+		t.garbageChunks = append(t.garbageChunks, c.id)
+	}
+	x.chunks = chunks
+	x.dirtyFrom = len(x.segs)
 	t.dirty = false
-	if len(t.garbage) > 0 {
-		keys := make([]string, len(t.garbage))
-		for i, seq := range t.garbage {
-			keys[i] = segKey(t.prefix, seq)
+	if len(t.garbage)+len(t.garbageChunks) > 0 {
+		keys := make([]string, 0, len(t.garbage)+len(t.garbageChunks))
+		for _, seq := range t.garbage {
+			keys = append(keys, segKey(t.prefix, seq))
 		}
-		t.garbage = t.garbage[:0]
+		for _, id := range t.garbageChunks {
+			keys = append(keys, chunkKey(t.prefix, id))
+		}
+		t.garbage, t.garbageChunks = t.garbage[:0], t.garbageChunks[:0]
 		// Unreferenced objects are also removed at the next load, so a
 		// failure here loses nothing.
 		_ = deleteKeys(ctx, t.store, keys)
