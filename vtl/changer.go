@@ -255,21 +255,30 @@ func (c *Changer) moveMedium(ctx context.Context, cdb *scsi.CDB) error {
 		return err
 	}
 	l := c.lib
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return scsi.ErrNotReady(scsi.ASCNotReadyCauseNotReportable)
+	ejected, err := func() (string, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return "", scsi.ErrNotReady(scsi.ASCNotReadyCauseNotReportable)
+		}
+		if err := l.moveLocked(ctx, src, dst); err != nil {
+			return "", err
+		}
+		if err := l.autoCreateLocked(ctx); err != nil {
+			l.log.Warn("automatic tape creation failed", "err", err)
+		}
+		if err := l.saveLocked(ctx); err != nil {
+			return "", scsi.ErrHardware(err)
+		}
+		if k, _ := l.elementKind(dst); k == elemIE && src != dst {
+			return l.occupantsLocked()[dst].Barcode, nil
+		}
+		return "", nil
+	}()
+	if err == nil && ejected != "" && l.cfg.OnEject != nil {
+		l.cfg.OnEject(ejected)
 	}
-	if err := l.moveLocked(ctx, src, dst); err != nil {
-		return err
-	}
-	if err := l.autoCreateLocked(ctx); err != nil {
-		l.log.Warn("automatic tape creation failed", "err", err)
-	}
-	if err := l.saveLocked(ctx); err != nil {
-		return scsi.ErrHardware(err)
-	}
-	return nil
+	return err
 }
 
 // moveLocked moves the tape at src to dst.

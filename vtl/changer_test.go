@@ -107,3 +107,22 @@ func TestChangerElementsAndMoves(t *testing.T) {
 	}
 	mustCheck(t, l)
 }
+
+func TestEjectHook(t *testing.T) {
+	var ejected []string
+	l := openTestLibrary(t, embeddedStore(t), func(c *Config) { c.OnEject = func(bc string) { ejected = append(ejected, bc) } })
+	defer l.Close(context.Background())
+	tapes, _ := l.CreateTapes(context.Background(), CreateOptions{BarcodePrefix: "EJ", Count: 1, Size: 1 << 20})
+	exec(t, l.Changer(), cdbMove(tapes[0].Element, addrDrive), nil, 0).mustOK(t, "MOVE to drive")
+	exec(t, l.Changer(), cdbMove(addrDrive, addrIE), nil, 0).mustOK(t, "MOVE to I/E")
+	if len(ejected) != 1 || ejected[0] != tapes[0].Barcode {
+		t.Fatalf("ejected %v", ejected)
+	}
+	if got := l.Drives()[0].Loaded(); got != "" {
+		t.Fatalf("drive still holds %q", got)
+	}
+	// The daemon's reaction: archive the ejected tape.
+	if ti, err := l.ArchiveTape(context.Background(), ejected[0]); err != nil || ti.Location != "archive" {
+		t.Fatal(ti, err)
+	}
+}

@@ -303,8 +303,8 @@ func (d *Drive) shutdown(ctx context.Context) error {
 	return d.unload(ctx)
 }
 
-// holds reports the barcode of the tape in the drive.
-func (d *Drive) holds() string {
+// Loaded returns the barcode of the tape in the drive ("" when empty).
+func (d *Drive) Loaded() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cart == nil {

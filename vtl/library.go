@@ -96,6 +96,11 @@ type Config struct {
 	// Pools defines archive pools; PoolDefault, PoolArchive (GLACIER) and
 	// PoolDeepArchive (DEEP_ARCHIVE) exist unless redefined here.
 	Pools map[string]Pool
+	// OnEject, when set, is called (without locks held) with the barcode
+	// of every tape the backup application moves into an import/export
+	// slot, AWS's "eject": the daemon archives it (ArchiveTape) when the
+	// tape's pool says so.
+	OnEject func(barcode string)
 	// Logger receives diagnostics and the audit trail; nil discards.
 	Logger *slog.Logger
 	// Now is the clock (default time.Now), for retention tests.
@@ -446,6 +451,26 @@ func (l *Library) Targets() []iscsi.Target {
 	out := []iscsi.Target{{Name: l.ChangerIQN(), Alias: l.cfg.Gateway + " media changer", LUNs: map[uint64]scsi.LogicalUnit{0: l.changer}}}
 	for _, d := range l.drives {
 		out = append(out, iscsi.Target{Name: l.DriveIQN(d.num), Alias: fmt.Sprintf("%s tape drive %d", l.cfg.Gateway, d.num), LUNs: map[uint64]scsi.LogicalUnit{0: d}})
+	}
+	return out
+}
+
+// AutoCreateRule returns the automatic tape creation rule, or nil.
+func (l *Library) AutoCreateRule() *AutoCreateRule {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st.Auto == nil {
+		return nil
+	}
+	r := *l.st.Auto
+	return &r
+}
+
+// Pools returns the pool definitions by name.
+func (l *Library) Pools() map[string]Pool {
+	out := make(map[string]Pool, len(l.cfg.Pools))
+	for n, p := range l.cfg.Pools {
+		out[n] = p
 	}
 	return out
 }
