@@ -86,9 +86,13 @@ func decodeBitmapFileMax(b []byte, maxBlocks int64) (int, *snapshot.Bitmap, erro
 type bitmapFile struct {
 	path      string
 	blockSize int
-	mu        sync.Mutex
+	mu        sync.Mutex // guards f, bm, written, synced
 	f         *os.File
 	bm        *snapshot.Bitmap
+	// written counts in-place byte updates; synced is the count known to
+	// be durable. Concurrent Sets share one fdatasync (group commit).
+	written, synced uint64
+	syncMu          sync.Mutex // one fdatasync at a time
 }
 
 // writeFileAtomic writes data to path through a temporary file, fsyncs it
@@ -168,30 +172,51 @@ func (b *bitmapFile) Test(i int64) bool {
 	return b.bm.Test(i)
 }
 
-// Set sets bit i and makes it durable before returning. It returns
-// quickly when the bit is already set.
+// Set sets bit i and makes it durable before returning. It returns at
+// once when the bit is already set and durable; callers that set bits at
+// the same time share one fdatasync.
 func (b *bitmapFile) Set(i int64) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.bm.Test(i) {
+	if b.bm.Test(i) && b.written == b.synced {
+		b.mu.Unlock()
 		return nil
 	}
-	b.bm.Set(i)
-	var one [1]byte
-	// Rebuild the whole byte from memory: other bits of it may have been
-	// set by earlier calls.
-	for k := int64(0); k < 8; k++ {
-		if j := i&^7 + k; j < b.bm.Len() && b.bm.Test(j) {
-			one[0] |= 1 << k
+	if !b.bm.Test(i) {
+		b.bm.Set(i)
+		// Rebuild the whole byte from memory: other bits of it may
+		// have been set by earlier calls.
+		var one [1]byte
+		for k := int64(0); k < 8; k++ {
+			if j := i&^7 + k; j < b.bm.Len() && b.bm.Test(j) {
+				one[0] |= 1 << k
+			}
 		}
+		if _, err := b.f.WriteAt(one[:], bitmapHeaderLen+i/8); err != nil {
+			b.bm.Clear(i)
+			b.mu.Unlock()
+			return fmt.Errorf("updating %s: %w", filepath.Base(b.path), err)
+		}
+		b.written++
 	}
-	if _, err := b.f.WriteAt(one[:], bitmapHeaderLen+i/8); err != nil {
-		b.bm.Clear(i)
-		return fmt.Errorf("updating %s: %w", filepath.Base(b.path), err)
+	// The bit is set; wait until an fdatasync issued after its write
+	// has completed.
+	need := b.written
+	b.mu.Unlock()
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	b.mu.Lock()
+	if b.synced >= need {
+		b.mu.Unlock()
+		return nil
 	}
-	if err := fdatasync(b.f); err != nil {
+	target, f := b.written, b.f
+	b.mu.Unlock()
+	if err := fdatasync(f); err != nil {
 		return fmt.Errorf("syncing %s: %w", filepath.Base(b.path), err)
 	}
+	b.mu.Lock()
+	b.synced = max(b.synced, target)
+	b.mu.Unlock()
 	return nil
 }
 
@@ -215,6 +240,7 @@ func (b *bitmapFile) Reset(bm *snapshot.Bitmap) error {
 	}
 	b.f.Close()
 	b.f, b.bm = f, bm.Clone()
+	b.synced = b.written // the new file is durable as a whole
 	return nil
 }
 

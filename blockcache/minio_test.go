@@ -248,3 +248,60 @@ func sameAsVolume(t *testing.T, v *StoredVolume, path string) bool {
 	}
 	return true
 }
+
+// TestMinIOOutageDuringSnapshot stops MinIO in the middle of a snapshot
+// upload: the snapshot stays pending (the failure cannot even be recorded),
+// the volume keeps serving writes with copy-on-write, and once MinIO is
+// back ResumeSnapshot completes it with the image of the snapshot instant.
+func TestMinIOOutageDuringSnapshot(t *testing.T) {
+	ctx := ctxT(t)
+	e, mio := minioEnv(t)
+	mv := newModel(t, filepath.Join(t.TempDir(), "vol"), 4<<20, snapshot.MinBlockSize, snapshot.CodecLZ4)
+	r := rand.New(rand.NewPCG(6, 6))
+	for off := int64(0); off < 4<<20; off += snapshot.MinBlockSize {
+		mv.write(t, r, off, snapshot.MinBlockSize, 0)
+	}
+	want := mv.image()
+	e.faults.Add(objstore.FaultRule{Op: objstore.OpPut, Latency: 40 * time.Millisecond})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for e.metrics.Snapshot().Requests[objstore.OpPut] < 6 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		mio.Stop()
+	}()
+	_, err := mv.v.Snapshot(ctx, e.cat, SnapshotRequest{Description: "through an outage"})
+	<-stopped
+	if err == nil {
+		t.Fatal("snapshot completed although MinIO stopped")
+	}
+	pending := mv.v.Info().PendingSnapshot
+	if pending == "" {
+		t.Fatalf("no pending snapshot after the outage: %v", err)
+	}
+	// The volume keeps working while the store is down.
+	mv.write(t, r, 0, 3*snapshot.MinBlockSize, 1)
+	if err := mv.v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.faults.Clear()
+	in, ok, err := mv.v.ResumeSnapshot(ctx, e.cat)
+	if err != nil || !ok || in.ID != pending || in.Status != snapshot.StatusCompleted {
+		t.Fatalf("resume after the outage: %+v %v %v", in, ok, err)
+	}
+	if _, img := restoreVolume(t, e, in.ID); firstDiff(img, want) >= 0 {
+		t.Fatalf("resumed snapshot differs at %d", firstDiff(img, want))
+	}
+	s2, err := mv.v.Snapshot(ctx, e.cat, SnapshotRequest{})
+	if err != nil || s2.BlocksRead != 3 {
+		t.Fatalf("next snapshot: %+v %v", s2, err)
+	}
+	if _, img := restoreVolume(t, e, s2.ID); firstDiff(img, mv.image()) >= 0 {
+		t.Fatal("next snapshot differs")
+	}
+	checkCatalog(t, e)
+}
