@@ -59,9 +59,12 @@ type createRun struct {
 	bm     *BlockMap
 	parent *BlockMap
 
-	mu    sync.Mutex
-	info  Info
-	etag  string
+	mu   sync.Mutex
+	info Info
+	etag string
+	// known holds the chunks this run stored or found, so a content
+	// repeated within the changed set is sent once; it grows with the
+	// changed set only.
 	known map[ChunkID]uint32
 	// check: ask the store before uploading (resumes, CheckExisting).
 	check bool
@@ -253,11 +256,6 @@ func (r *createRun) run(ctx context.Context) error {
 		}
 		r.parent = &pm.Map
 		copy(r.bm.Blocks, pm.Map.Blocks)
-		for _, b := range pm.Map.Blocks {
-			if !b.ID.IsZero() {
-				r.known[b.ID] = b.Stored
-			}
-		}
 	}
 	if err := r.upload(ctx); err != nil {
 		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrConflict) {
