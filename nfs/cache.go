@@ -128,6 +128,18 @@ type cfile struct {
 	epoch    uint64
 	nextOff  int64     // where a sequential reader reads next
 	baseAt   time.Time // when base was last set
+	// cancelUpload, set while an upload runs, cancels it (the file is
+	// being removed or replaced).
+	cancelUpload context.CancelFunc
+}
+
+// stopUpload cancels a running upload of f.
+func (f *cfile) stopUpload() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cancelUpload != nil {
+		f.cancelUpload()
+	}
 }
 
 // spill moves in-memory data to the data file (f.mu held).

@@ -319,6 +319,7 @@ func (x *share) remove(ctx context.Context, dir, name string, who ident) error {
 	f := x.fileAtLocked(p)
 	x.mu.Unlock()
 	if f != nil {
+		f.stopUpload()
 		f.upMu.Lock()
 		defer f.upMu.Unlock()
 		x.mu.Lock()

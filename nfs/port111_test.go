@@ -31,6 +31,10 @@ func TestPort111(t *testing.T) {
 	if out := mustRun(t, "nfs-ls", base); !strings.Contains(out, "plain.bin") {
 		t.Fatalf("nfs-ls = %q", out)
 	}
+	mustRun(t, "nfs-cp", writeTemp(t, []byte("through the portmapper\n")), base+"note.txt")
+	if out := mustRun(t, "nfs-cat", base+"note.txt"); out != "through the portmapper\n" {
+		t.Fatalf("nfs-cat = %q", out)
+	}
 	dst := t.TempDir() + "/plain"
 	mustRun(t, "nfs-cp", base+"plain.bin", dst)
 	if b, _ := os.ReadFile(dst); !bytes.Equal(b, data) {

@@ -199,7 +199,15 @@ func (x *share) upload(ctx context.Context, f *cfile) error {
 
 // uploadHeld is upload with f.upMu already held.
 func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	f.mu.Lock()
+	f.cancelUpload = cancel
+	defer func() {
+		f.mu.Lock()
+		f.cancelUpload = nil
+		f.mu.Unlock()
+	}()
 	if f.gone || !f.pending() {
 		f.mu.Unlock()
 		return nil
