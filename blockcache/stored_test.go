@@ -6,11 +6,10 @@ import (
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/snapshot"
 )
@@ -115,96 +114,48 @@ func TestStoredSnapshotScenario(t *testing.T) {
 	}
 }
 
-// continuousScenario snapshots while another goroutine keeps writing
-// distinct 4 KiB slots, and checks that the snapshot holds exactly a prefix
-// of the write sequence that includes every write acknowledged before the
-// snapshot began.
+// target wraps a stored volume for the reusable scenarios of
+// blockcachetest.
+func target(t *testing.T, e *env, v *StoredVolume) blockcachetest.Target {
+	return blockcachetest.Target{
+		Dev: v,
+		Snapshot: func(ctx context.Context) (snapshot.Info, error) {
+			return v.Snapshot(ctx, e.cat, SnapshotRequest{})
+		},
+		Restore: func(ctx context.Context, id string) ([]byte, error) {
+			_, img := restoreVolume(t, e, id)
+			return img, nil
+		},
+		Block: 4096,
+	}
+}
+
+// continuousScenario runs blockcachetest.WriteDuringSnapshot on a stored
+// volume with slowed-down uploads, then checks that the next snapshot picks
+// up the writes that landed during the first.
 func continuousScenario(t *testing.T, e *env, size int64, bs int) {
 	ctx := ctxT(t)
 	m := newModel(t, filepath.Join(t.TempDir(), "vol"), size, bs, snapshot.CodecLZ4)
-	r := rand.New(rand.NewPCG(21, 22))
-	for off := int64(0); off < size; off += int64(bs) {
-		m.write(t, r, off, bs, int(off/int64(bs))%3)
-	}
-	base := m.image()
-	slots := r.Perm(int(size / 4096))
-	writes := make([][]byte, len(slots))
-	for i := range writes {
-		writes[i] = make([]byte, 4096)
-		fillPattern(r, writes[i], 0)
-	}
-	var acked atomic.Int64 // writes acknowledged
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := range slots {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := m.v.WriteAt(ctx, writes[i], int64(slots[i])*4096, false); err != nil {
-				t.Error(err)
-				return
-			}
-			acked.Store(int64(i + 1))
-			time.Sleep(100 * time.Microsecond)
-		}
-	}()
-	for acked.Load() < 50 {
-		time.Sleep(time.Millisecond)
-	}
-	// Slow chunk uploads down so that the writer overlaps the upload.
-	e.faults.Add(objstore.FaultRule{Op: objstore.OpPut, Latency: 2 * time.Millisecond})
-	defer e.faults.Clear()
-	before := acked.Load()
-	snap, err := m.v.Snapshot(ctx, e.cat, SnapshotRequest{})
-	close(stop)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := acked.Load()
-	if total <= before {
-		t.Logf("writer made no progress during the snapshot (%d writes)", total)
-	}
-	_, img := restoreVolume(t, e, snap.ID)
-	// Find the prefix length k: slot i (in order) is new for i < k, old after.
-	k := int64(0)
-	for ; k < total; k++ {
-		off := int64(slots[k]) * 4096
-		if !bytes.Equal(img[off:off+4096], writes[k]) {
-			break
-		}
-	}
-	if k < before {
-		t.Fatalf("snapshot misses write %d, acknowledged before it started (%d)", k, before)
-	}
-	exp := bytes.Clone(base)
-	for i := int64(0); i < k; i++ {
-		copy(exp[int64(slots[i])*4096:], writes[i])
-	}
-	if d := firstDiff(img, exp); d >= 0 {
-		t.Fatalf("snapshot is not a point-in-time image: differs at %d (prefix %d of %d writes, %d before)", d, k, total, before)
-	}
-	// The volume holds every write.
-	cur := bytes.Clone(base)
-	for i := int64(0); i < total; i++ {
-		copy(cur[int64(slots[i])*4096:], writes[i])
-	}
-	if d := firstDiff(volumeBytes(t, m.v), cur); d >= 0 {
-		t.Fatalf("volume lost a write at %d", d)
-	}
-	t.Logf("snapshot holds %d writes: %d acknowledged before it, %d in total", k, before, total)
-	// The next snapshot picks up the rest.
+	blockcachetest.WriteDuringSnapshot(t, target(t, e, m.v), 21, func() func() {
+		e.faults.Add(objstore.FaultRule{Op: objstore.OpPut, Latency: 2 * time.Millisecond})
+		return e.faults.Clear
+	})
 	s2, err := m.v.Snapshot(ctx, e.cat, SnapshotRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, img2 := restoreVolume(t, e, s2.ID); firstDiff(img2, cur) >= 0 {
+	if _, img2 := restoreVolume(t, e, s2.ID); firstDiff(img2, volumeBytes(t, m.v)) >= 0 {
 		t.Fatal("second snapshot differs from the volume")
+	}
+	checkCatalog(t, e)
+}
+
+func TestPointInTimeScenario(t *testing.T) {
+	e := embeddedEnv(t, "")
+	m := newModel(t, filepath.Join(t.TempDir(), "vol"), 8<<20, snapshot.MinBlockSize, snapshot.CodecZstd)
+	first, second := blockcachetest.PointInTime(t, target(t, e, m.v), 31)
+	if second.Parent != first.ID {
+		t.Fatalf("second snapshot's parent is %q, want %q", second.Parent, first.ID)
 	}
 	checkCatalog(t, e)
 }
