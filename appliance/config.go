@@ -48,6 +48,8 @@ type Config struct {
 	NFS NFSConfig `yaml:"nfs"`
 	// ControlTLS configures TLS on the control listener.
 	ControlTLS TLSConfig `yaml:"control_tls"`
+	// Tape configures the tape gateway.
+	Tape TapeConfig `yaml:"tape"`
 }
 
 // NFSConfig configures the file gateway.

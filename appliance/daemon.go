@@ -74,6 +74,7 @@ type Daemon struct {
 	nfs      *nfs.Server
 	nfsLn    net.Listener
 	shares   *shareManager
+	tapes    *tapes
 	audit    *audit.Log
 	bus      *events.Bus
 	catalog  *snapshot.Catalog
@@ -145,6 +146,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	if err := d.openNFS(log); err != nil {
 		return nil, err
 	}
+	if err := d.openTapes(ctx); err != nil {
+		return nil, err
+	}
 	d.ring = monitor.NewRing(d.registry, monitor.Options{Interval: cfg.MetricsInterval})
 	d.alarms = monitor.NewAlarms(d.ring, d.alarmChanged)
 	tlsCfg, err := controlTLS(cfg, log)
@@ -175,6 +179,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		Volumes:           d.volumes,
 		Snapshots:         d.volumes,
 		Shares:            d.shares,
+		Tapes:             d.tapesAPI(),
 		Audit:             d.audit,
 		AuditBucket:       up,
 		Metrics:           d.ring,
@@ -436,6 +441,15 @@ func (d *Daemon) openNFS(log *slog.Logger) error {
 	return nil
 }
 
+// tapesAPI returns the tape library for the control plane (nil when the
+// library is off, so its routes are not served).
+func (d *Daemon) tapesAPI() control.Tapes {
+	if d.tapes == nil {
+		return nil
+	}
+	return d.tapes
+}
+
 // NFSAddr returns the NFS listener's address.
 func (d *Daemon) NFSAddr() string { return d.nfsLn.Addr().String() }
 
@@ -581,6 +595,11 @@ func (d *Daemon) close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = d.nfs.Shutdown(ctx)
 		cancel()
+	}
+	// The library saves its state at every change; a failure to save it
+	// once more at close (store unreachable) loses nothing.
+	if err := d.closeTapes(); err != nil {
+		d.log.Warn("closing the tape library", "err", err)
 	}
 	if d.volumes != nil {
 		errs = append(errs, d.volumes.close())

@@ -31,6 +31,16 @@ func (s *Server) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
 // types documented for it (nil: none).
 func operationTypes() map[string][2]any {
 	return map[string][2]any{
+		"GetTapeLibrary":          {nil, api.TapeLibrary{}},
+		"UpdateTapeAutoCreate":    {api.TapeAutoCreate{}, api.TapeLibrary{}},
+		"CreateTapes":             {api.CreateTapes{}, api.TapeList{}},
+		"ListTapes":               {nil, api.TapeList{}},
+		"GetTape":                 {nil, api.Tape{}},
+		"DeleteTape":              {nil, nil},
+		"ImportTape":              {nil, api.Tape{}},
+		"ExportTape":              {nil, api.Tape{}},
+		"ArchiveTape":             {nil, api.Tape{}},
+		"RetrieveTape":            {nil, api.Tape{}},
 		"GetHealth":               {nil, api.Health{}},
 		"GetOpenAPI":              {nil, map[string]any{}},
 		"GetGateway":              {nil, api.Gateway{}},

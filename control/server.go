@@ -70,6 +70,8 @@ type Config struct {
 	Shares Shares
 	// Settings, when set, serves the bandwidth schedule.
 	Settings GatewaySettings
+	// Tapes, when set, serves the tape library.
+	Tapes Tapes
 	// Audit, when set, records every API call and serves /v1/audit.
 	Audit *audit.Log
 	// AuditBucket, when set, is the bucket copy of the trail, for
@@ -124,6 +126,7 @@ func New(cfg Config) *Server {
 	s.volumeRoutes()
 	s.snapshotRoutes()
 	s.shareRoutes()
+	s.tapeRoutes()
 	s.tokenRoutes()
 	s.auditRoutes()
 	s.monitorRoutes()

@@ -124,6 +124,12 @@ func TestCommands(t *testing.T) {
 	if code, out, _ = ctl(t, "--data", data, "gateway", "maintenance", "--day", "6", "--hour", "2"); code != 0 || !strings.Contains(out, "Saturday 02:00") {
 		t.Fatalf("maintenance: %d %q", code, out)
 	}
+	if code, out, errs = ctl(t, "--data", data, "tape", "create", "--barcode-prefix", "ABC", "--count", "2"); code != 0 || strings.Count(out, "ABC") != 2 {
+		t.Fatalf("tape create: %d %q %s", code, out, errs)
+	}
+	if code, out, _ = ctl(t, "--data", data, "tape", "library"); code != 0 || !strings.Contains(out, "mediachanger") {
+		t.Fatalf("tape library: %d %q", code, out)
+	}
 	secretFile := t.TempDir() + "/secret"
 	if err := os.WriteFile(secretFile, []byte("a-long-chap-secret\n"), 0o600); err != nil {
 		t.Fatal(err)

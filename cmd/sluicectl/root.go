@@ -88,7 +88,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	g.AddFlags(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newStatusCommand(g), newGatewayCommand(g), newVolumeCommand(g), newSnapshotCommand(g), newGCCommand(g), newShareCommand(g), newTokenCommand(g), newAuditCommand(g), newMetricsCommand(g), newAlarmCommand(g), newVersionCommand(g))
+	root.AddCommand(newStatusCommand(g), newGatewayCommand(g), newVolumeCommand(g), newSnapshotCommand(g), newGCCommand(g), newShareCommand(g), newTapeCommand(g), newTokenCommand(g), newAuditCommand(g), newMetricsCommand(g), newAlarmCommand(g), newVersionCommand(g))
 	return root
 }
 

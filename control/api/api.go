@@ -349,3 +349,56 @@ type MaintenanceWindow struct {
 	Hour      int `json:"hour"`
 	Minute    int `json:"minute"`
 }
+
+// Tape is a virtual tape (GET /v1/tapes/{barcode}).
+type Tape struct {
+	Barcode   string `json:"barcode"`
+	SizeBytes int64  `json:"size_bytes"`
+	UsedBytes int64  `json:"used_bytes"`
+	Pool      string `json:"pool"`
+	WORM      bool   `json:"worm"`
+	// Status is available, exported, archived or retrieved.
+	Status string `json:"status"`
+	// Location is "slot 12", "drive 1", "ie 1", "shelf" or "archive".
+	Location    string     `json:"location"`
+	ReadOnly    bool       `json:"read_only"`
+	Created     time.Time  `json:"created"`
+	Archived    *time.Time `json:"archived,omitempty"`
+	RetainUntil *time.Time `json:"retain_until,omitempty"`
+}
+
+// CreateTapes is the body of POST /v1/tapes.
+type CreateTapes struct {
+	// BarcodePrefix is 1 to 4 upper-case letters.
+	BarcodePrefix string `json:"barcode_prefix"`
+	Count         int    `json:"count"`
+	SizeBytes     int64  `json:"size_bytes"`
+	// Pool is default, archive or deep-archive.
+	Pool string `json:"pool,omitempty"`
+	WORM bool   `json:"worm,omitempty"`
+}
+
+// TapeList is the answer of GET /v1/tapes and POST /v1/tapes.
+type TapeList struct {
+	Tapes         []Tape `json:"tapes"`
+	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
+// TapeLibrary describes the library's devices (GET /v1/tape-library).
+type TapeLibrary struct {
+	ChangerIQN string   `json:"changer_iqn"`
+	DriveIQNs  []string `json:"drive_iqns"`
+	Model      string   `json:"model"`
+	// AutoCreate is the rule that keeps tapes available; nil when off.
+	AutoCreate *TapeAutoCreate `json:"auto_create,omitempty"`
+}
+
+// TapeAutoCreate keeps at least MinAvailable empty tapes in the library
+// (PUT /v1/tape-library/auto-create; MinAvailable 0 turns it off).
+type TapeAutoCreate struct {
+	MinAvailable  int    `json:"min_available"`
+	BarcodePrefix string `json:"barcode_prefix"`
+	SizeBytes     int64  `json:"size_bytes"`
+	Pool          string `json:"pool,omitempty"`
+	WORM          bool   `json:"worm,omitempty"`
+}
