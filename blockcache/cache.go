@@ -44,7 +44,7 @@ type CacheConfig struct {
 	// it grows beyond this (default 16 MiB).
 	CheckpointBytes int64
 	// RetryDelay is the first back-off after a failed upload (default
-	// 200ms, doubling up to 5s).
+	// 200ms, doubling up to 25 times that or 5s).
 	RetryDelay time.Duration
 }
 

@@ -189,7 +189,7 @@ func (c *Cache) fetchForWrite(ctx context.Context, v *vstate, b int64, ref snaps
 			t.Stop()
 			return nil, fmt.Errorf("%w (store unreachable: %w)", ctx.Err(), f.err)
 		}
-		delay = min(2*delay, 5*time.Second)
+		delay = min(2*delay, c.maxRetryDelay())
 		c.mu.Lock()
 		if v.entries[b] != nil || v.bm.Blocks[b] != ref {
 			return nil, nil

@@ -62,7 +62,7 @@ func (c *Cache) uploader(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			delay = min(delay*2, 5*time.Second)
+			delay = min(delay*2, c.maxRetryDelay())
 			continue
 		}
 		delay = c.cfg.RetryDelay
@@ -354,4 +354,9 @@ func (c *Cache) writeZeros(off int64, n int) error {
 		n -= k
 	}
 	return nil
+}
+
+// maxRetryDelay caps the back-off between upload or fetch attempts.
+func (c *Cache) maxRetryDelay() time.Duration {
+	return min(5*time.Second, 25*c.cfg.RetryDelay)
 }
