@@ -35,7 +35,7 @@ func seededBytes(p []byte, seed uint64) {
 }
 
 const (
-	killChildEnv  = "SLUICE_CACHED_KILL_CHILD"
+	killChildEnv   = "SLUICE_CACHED_KILL_CHILD"
 	ckillBlock     = 256 << 10
 	ckillVolSize   = 64 << 20
 	ckillCacheSize = 8 << 20
@@ -256,5 +256,3 @@ func killWriter(t *testing.T, root string) {
 		out.Flush()
 	}
 }
-
-
