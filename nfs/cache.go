@@ -660,29 +660,38 @@ func (f *cfile) prefetchRun(run [2]int64) {
 // returns them.
 func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool, attrs, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.lastUse = time.Now()
-	size := f.a.size
-	if off >= size {
-		return nil, true, f.attrsLocked(), nil
+	if off >= f.a.size {
+		a := f.attrsLocked()
+		f.mu.Unlock()
+		return nil, true, a, nil
 	}
-	end := min(size, off+int64(len(buf)))
-	if err := f.fetch(ctx, off, end, f.x.srv.cfg.ReadAhead); err != nil {
+	if err := f.fetch(ctx, off, min(f.a.size, off+int64(len(buf))), f.x.srv.cfg.ReadAhead); err != nil {
+		f.mu.Unlock()
 		return nil, false, attrs{}, err
 	}
+	size := f.a.size // fetch may have let a truncate in
+	end := max(off, min(size, off+int64(len(buf))))
 	buf = buf[:end-off]
+	a := f.attrsLocked()
 	if f.inMem {
 		n := 0
 		if off < int64(len(f.mem)) {
 			n = copy(buf, f.mem[off:])
 		}
 		clear(buf[n:])
-		return buf, end == size, f.attrsLocked(), nil
+		f.mu.Unlock()
+		return buf, end == size, a, nil
 	}
+	// The data file is opened under the lock and read without it, so
+	// READs of one file run in parallel; the blocks read are present, and
+	// present blocks are never fetched again (an evicted file's open data
+	// file stays readable).
 	df, err := os.Open(f.dataPath())
+	f.mu.Unlock()
 	if errors.Is(err, os.ErrNotExist) {
 		clear(buf)
-		return buf, end == size, f.attrsLocked(), nil // all zeros: never written, nothing fetched
+		return buf, end == size, a, nil // all zeros: never written, nothing fetched
 	}
 	if err != nil {
 		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
@@ -693,7 +702,7 @@ func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool
 		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
 	}
 	clear(buf[m:]) // a sparse tail past the data file's end reads as zeros
-	return buf, end == size, f.attrsLocked(), nil
+	return buf, end == size, a, nil
 }
 
 // writeAt writes data at off. With sync the data and journal are durable
