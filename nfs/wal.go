@@ -177,9 +177,12 @@ func (w *wal) append(rec *record, sync bool) error {
 		w.syncing = true
 		target, f := w.written, w.f
 		w.mu.Unlock()
-		err := w.beforeSync()
-		if err == nil {
-			err = f.Sync()
+		// The handle index and the log are synced in parallel.
+		herr := make(chan error, 1)
+		go func() { herr <- w.beforeSync() }()
+		err := f.Sync()
+		if e := <-herr; err == nil {
+			err = e
 		}
 		w.mu.Lock()
 		w.syncing = false
