@@ -176,6 +176,9 @@ func (v *StoredVolume) Snapshot(ctx context.Context, cat *snapshot.Catalog, req 
 func (v *StoredVolume) ResumeSnapshot(ctx context.Context, cat *snapshot.Catalog) (snapshot.Info, bool, error) {
 	v.snapRun.Lock()
 	defer v.snapRun.Unlock()
+	if err := v.check(0, 0); err != nil {
+		return snapshot.Info{}, false, err
+	}
 	v.mu.Lock()
 	ps := v.snap
 	v.mu.Unlock()
@@ -231,14 +234,16 @@ func (v *StoredVolume) freezeSnapshot(ctx context.Context, cat *snapshot.Catalog
 		ps.close()
 		return nil, err
 	}
-	// The frozen set is durable in snap.frozen; the live set starts empty.
-	if err := v.changed.Reset(snapshot.NewBitmap(v.numBlocks())); err != nil {
-		ps.close()
-		return nil, err
-	}
+	// Copy-on-write starts now: the snapshot's instant.
 	v.mu.Lock()
 	v.snap = ps
 	v.mu.Unlock()
+	// The frozen set is durable in snap.frozen; the live set starts empty.
+	// If clearing it fails, the snapshot stays pending and the live set a
+	// superset of the changes since (extra reads later, nothing lost).
+	if err := v.changed.Reset(snapshot.NewBitmap(v.numBlocks())); err != nil {
+		return nil, err
+	}
 	v.log.Info("snapshot frozen", "id", ps.ID, "parent", parent, "blocks", frozen.Count())
 	return ps, nil
 }
