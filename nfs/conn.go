@@ -91,6 +91,10 @@ func (s *Server) serveConn(c net.Conn) {
 			s.bufs.Put(bp)
 			if reply != nil {
 				send(reply)
+				if cap(reply) >= maxRecord {
+					reply = reply[:0]
+					s.bufs.Put(&reply)
+				}
 			}
 		}()
 	}

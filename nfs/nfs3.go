@@ -119,11 +119,14 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 	if d.Err() != nil {
 		return rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)
 	}
-	hint := 512
+	var e *rpc.Encoder
 	if call.Proc == procRead || call.Proc == procReaddir || call.Proc == procReaddirplus {
-		hint += maxIO
+		// Large replies are built in a recycled buffer (serveConn puts it
+		// back once sent).
+		e = rpc.StartSuccessIn(call.XID, *s.bufs.Get().(*[]byte))
+	} else {
+		e = rpc.StartSuccess(call.XID, 512)
 	}
-	e := rpc.StartSuccess(call.XID, hint)
 	e.Uint32(uint32(StatusOK))
 	err := func() error {
 		sid, id, ok := decodeHandle(fh)

@@ -166,7 +166,13 @@ const SuccessHeaderLen = 4 + 4 + 4 + 4 + 8 + 4
 // results: procedures append their results and FrameRecord frames it, so
 // large replies are built without copying.
 func StartSuccess(xid uint32, size int) *Encoder {
-	e := &Encoder{B: make([]byte, 4, SuccessHeaderLen+size)}
+	return StartSuccessIn(xid, make([]byte, 0, SuccessHeaderLen+size))
+}
+
+// StartSuccessIn is StartSuccess building the reply in buf (reused from
+// its start).
+func StartSuccessIn(xid uint32, buf []byte) *Encoder {
+	e := &Encoder{B: buf[:4]}
 	e.Uint32(xid)
 	e.Uint32(msgReply)
 	e.Uint32(replyAccepted)
