@@ -36,7 +36,13 @@ if ! need tgtd || ! need tgtimg; then
 fi
 
 PIDS=()
+TGT_UP=0
 cleanup() {
+	if [ "$TGT_UP" = 1 ]; then
+		# tgtd ignores SIGTERM while it has targets: remove them first.
+		tgtadm -C "$TGT_CTL" --op delete --mode target --tid 1 --force >/dev/null 2>&1 || true
+		tgtadm -C "$TGT_CTL" --op delete --mode system >/dev/null 2>&1 || true
+	fi
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -f "$OUT/tgt-tape.img"
@@ -51,6 +57,10 @@ wait_port() {
 	return 1
 }
 
+if (exec 3<>"/dev/tcp/127.0.0.1/$TGT_PORT") 2>/dev/null; then
+	echo "port $TGT_PORT is in use (a tgtd left over? tgtadm -C $TGT_CTL --op delete --mode system)" >&2
+	exit 1
+fi
 if need tgtd && need tgtimg; then
 	rm -f "$OUT/tgt-tape.img"
 	# Tape of twice the workload (MB), so it never reaches end of medium.
@@ -58,6 +68,7 @@ if need tgtd && need tgtimg; then
 		--type data --file "$OUT/tgt-tape.img" >/dev/null
 	tgtd -f -C "$TGT_CTL" --iscsi "portal=127.0.0.1:$TGT_PORT" >"$OUT/tgtd-tape.log" 2>&1 &
 	PIDS+=($!)
+	TGT_UP=1
 	if wait_port "$TGT_PORT"; then
 		tgtadm -C "$TGT_CTL" --lld iscsi --op new --mode target --tid 1 -T "$IQN_TGT"
 		tgtadm -C "$TGT_CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 \
