@@ -50,6 +50,10 @@ type Config struct {
 	ControlTLS TLSConfig `yaml:"control_tls"`
 	// Tape configures the tape gateway.
 	Tape TapeConfig `yaml:"tape"`
+	// CacheSize is the size of the block cache shared by cached volumes
+	// (a sparse file under DATA/cache; default 10 GiB; 0 keeps the
+	// default).
+	CacheSize int64 `yaml:"cache_size"`
 }
 
 // NFSConfig configures the file gateway.
@@ -195,6 +199,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("control_tls.mode %q: want off, self-signed or files", c.ControlTLS.Mode))
+	}
+	if c.CacheSize < 0 {
+		errs = append(errs, errors.New("cache_size must not be negative"))
 	}
 	if c.NFS.CacheSize < 0 {
 		errs = append(errs, errors.New("nfs.cache_size must not be negative"))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluicegw/sluice/blockcache"
 	"github.com/sluicegw/sluice/control"
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/control/audit"
@@ -48,10 +49,11 @@ var (
 
 // Files under the data directory.
 const (
-	stateFile      = "state.db"
-	snapshotPrefix = "sluice-snapshots/"
-	storeDir       = "store"
-	auditDir       = "audit"
+	stateFile        = "state.db"
+	defaultCacheSize = 10 << 30
+	snapshotPrefix   = "sluice-snapshots/"
+	storeDir         = "store"
+	auditDir         = "audit"
 )
 
 // Daemon is a running appliance.
@@ -78,6 +80,7 @@ type Daemon struct {
 	audit    *audit.Log
 	bus      *events.Bus
 	catalog  *snapshot.Catalog
+	cache    *blockcache.Cache
 	ring     *monitor.Ring
 	alarms   *monitor.Alarms
 	// storeReachable is the last health probe's answer.
@@ -139,7 +142,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 	if d.catalog, err = snapshot.Open(d.store, snapshot.Options{Prefix: snapshotPrefix, Logger: log.With("component", "snapshot")}); err != nil {
 		return nil, fmt.Errorf("%w: snapshot catalogue: %w", ErrStore, err)
 	}
-	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi, d.catalog); err != nil {
+	cacheSize := cfg.CacheSize
+	if cacheSize == 0 {
+		cacheSize = defaultCacheSize
+	}
+	if d.cache, err = blockcache.OpenCache(filepath.Join(cfg.DataDir, "cache"), d.catalog,
+		blockcache.CacheConfig{Size: cacheSize}, blockcache.Options{Logger: log.With("component", "cache")}); err != nil {
+		if errors.Is(err, blockcache.ErrInvalid) {
+			return nil, fmt.Errorf("%w: block cache: %w", ErrConfig, err)
+		}
+		return nil, fmt.Errorf("%w: block cache: %w", ErrDataDir, err)
+	}
+	if d.volumes, err = newVolumeManager(log.With("component", "volumes"), d.state, cfg.DataDir, d.iscsi, d.catalog, d.cache); err != nil {
 		return nil, err
 	}
 	d.volumes.onEvent = d.bus.Publish
@@ -604,6 +618,10 @@ func (d *Daemon) close() error {
 	if d.volumes != nil {
 		errs = append(errs, d.volumes.close())
 		d.volumes = nil
+	}
+	if d.cache != nil {
+		errs = append(errs, d.cache.Close())
+		d.cache = nil
 	}
 	if d.catalog != nil {
 		errs = append(errs, d.catalog.Close())

@@ -25,6 +25,7 @@ func testConfig(t *testing.T) Config {
 	cfg.ISCSIAddr = "127.0.0.1:0"
 	cfg.NFSAddr = "127.0.0.1:0"
 	cfg.NFS.PortmapAddr = "off"
+	cfg.CacheSize = 64 << 20
 	return cfg
 }
 

@@ -48,6 +48,8 @@ type gatewayCollector struct {
 
 	readBytes, writeBytes, readOps, writeOps, readTime, writeTime *prometheus.Desc
 	volSize, iscsiSessions, storeUp, auditDropped, nfsSessions    *prometheus.Desc
+	cacheHit, cacheUsed, cacheDirty, uploadBuf, sinceRecovery     *prometheus.Desc
+	gwCacheUsed, gwCacheDirty, gwUploadBuf, gwDegraded            *prometheus.Desc
 }
 
 func newGatewayCollector(d *Daemon) *gatewayCollector {
@@ -65,12 +67,22 @@ func newGatewayCollector(d *Daemon) *gatewayCollector {
 		storeUp:       prometheus.NewDesc("sluice_objstore_reachable", "1 when the object store answered the last health probe.", nil, nil),
 		auditDropped:  prometheus.NewDesc("sluice_audit_dropped_records_total", "Data-event audit records dropped because the queue was full.", nil, nil),
 		nfsSessions:   prometheus.NewDesc("sluice_nfs_sessions", "Clients with the share mounted (AWS NfsSessions).", []string{"share"}, nil),
+		cacheHit:      prometheus.NewDesc("sluice_volume_cache_hit_percent", "Reads of a cached volume served from the cache (AWS CacheHitPercent).", vol, nil),
+		cacheUsed:     prometheus.NewDesc("sluice_volume_cache_percent_used", "Share of the cache a cached volume uses (AWS CachePercentUsed).", vol, nil),
+		cacheDirty:    prometheus.NewDesc("sluice_volume_cache_percent_dirty", "Share of the cache holding a volume's data not yet in S3 (AWS CachePercentDirty).", vol, nil),
+		uploadBuf:     prometheus.NewDesc("sluice_volume_upload_buffer_percent_used", "Share of the upload buffer a volume fills (AWS UploadBufferPercentUsed).", vol, nil),
+		sinceRecovery: prometheus.NewDesc("sluice_volume_time_since_last_recovery_point_seconds", "Time since every write of the volume was in S3 (AWS TimeSinceLastRecoveryPoint).", vol, nil),
+		gwCacheUsed:   prometheus.NewDesc("sluice_cache_percent_used", "Share of the gateway's block cache in use (AWS CachePercentUsed).", nil, nil),
+		gwCacheDirty:  prometheus.NewDesc("sluice_cache_percent_dirty", "Share of the gateway's block cache not yet in S3 (AWS CachePercentDirty).", nil, nil),
+		gwUploadBuf:   prometheus.NewDesc("sluice_upload_buffer_percent_used", "Share of the gateway's upload buffer in use (AWS UploadBufferPercentUsed).", nil, nil),
+		gwDegraded:    prometheus.NewDesc("sluice_cache_degraded", "1 while the block cache cannot reach the object store.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (g *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.readBytes, g.writeBytes, g.readOps, g.writeOps, g.readTime, g.writeTime, g.volSize, g.iscsiSessions, g.storeUp, g.auditDropped, g.nfsSessions} {
+	for _, d := range []*prometheus.Desc{g.readBytes, g.writeBytes, g.readOps, g.writeOps, g.readTime, g.writeTime, g.volSize, g.iscsiSessions, g.storeUp, g.auditDropped, g.nfsSessions,
+		g.cacheHit, g.cacheUsed, g.cacheDirty, g.uploadBuf, g.sinceRecovery, g.gwCacheUsed, g.gwCacheDirty, g.gwUploadBuf, g.gwDegraded} {
 		ch <- d
 	}
 }
@@ -94,8 +106,27 @@ func (g *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(g.readTime, time.Duration(st.readNanos.Load()).Seconds(), name)
 			counter(g.writeTime, time.Duration(st.writeNanos.Load()).Seconds(), name)
 			gauge(g.volSize, float64(v.rec.SizeBytes), name)
+			if v.cached != nil {
+				in := v.cached.Info()
+				gauge(g.cacheHit, in.CacheHitPercent, name)
+				gauge(g.cacheUsed, in.CachePercentUsed, name)
+				gauge(g.cacheDirty, in.CachePercentDirty, name)
+				gauge(g.uploadBuf, in.UploadBufferPercentUsed, name)
+				gauge(g.sinceRecovery, in.TimeSinceLastRecoveryPoint.Seconds(), name)
+			}
 		}
 		vm.mu.Unlock()
+	}
+	if g.d.cache != nil {
+		in := g.d.cache.Info()
+		gauge(g.gwCacheUsed, in.CachePercentUsed)
+		gauge(g.gwCacheDirty, in.CachePercentDirty)
+		gauge(g.gwUploadBuf, in.UploadBufferPercentUsed)
+		deg := 0.0
+		if in.Degraded {
+			deg = 1
+		}
+		gauge(g.gwDegraded, deg)
 	}
 	sessions := map[string]int{}
 	if g.d.iscsi != nil {

@@ -68,7 +68,7 @@ func (m *volumeManager) snapshotFunc(name string) snapshot.SnapshotFunc {
 // takeSnapshot snapshots a volume and publishes the outcome.
 func (m *volumeManager) takeSnapshot(ctx context.Context, v *openVolume, req blockcache.SnapshotRequest) (snapshot.Info, error) {
 	start := time.Now()
-	in, err := v.stored.Snapshot(ctx, m.catalog, req)
+	in, err := v.snap.Snapshot(ctx, m.catalog, req)
 	if err != nil {
 		m.log.Error("snapshot failed", "volume", v.rec.Name, "err", err)
 		if m.onEvent != nil {
@@ -146,7 +146,7 @@ func (m *volumeManager) RestoreSnapshot(ctx context.Context, id string, req api.
 		return api.Volume{}, control.Conflict("snapshot %s is %s", id, in.Status)
 	}
 	return m.CreateVolume(ctx, api.CreateVolume{
-		Name: req.Volume, SizeBytes: in.Size, ChunkSize: in.BlockSize, Codec: in.Codec.String(),
+		Name: req.Volume, Mode: req.Mode, SizeBytes: in.Size, ChunkSize: in.BlockSize, Codec: in.Codec.String(),
 		FromSnapshot: id, CHAPUser: req.CHAPUser, CHAPSecret: req.CHAPSecret, AllowedInitiators: req.AllowedInitiators,
 	})
 }
@@ -217,7 +217,12 @@ func (m *volumeManager) SetSchedule(ctx context.Context, volume string, s api.Sc
 
 // RunGC implements control.Snapshots.
 func (m *volumeManager) RunGC(ctx context.Context, dryRun bool) (api.GCResult, error) {
-	res, err := m.catalog.GC(ctx, snapshot.GCOptions{DryRun: dryRun})
+	opts := snapshot.GCOptions{DryRun: dryRun}
+	if m.cache != nil {
+		// Live block maps of cached volumes keep their chunks.
+		opts.Roots = m.cache.Roots
+	}
+	res, err := m.catalog.GC(ctx, opts)
 	if err != nil {
 		return api.GCResult{}, snapshotErr("", err)
 	}

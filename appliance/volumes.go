@@ -79,10 +79,17 @@ type volumeDevice interface {
 	Close() error
 }
 
-// openVolume is a volume being served.
+// snapshotter is what stored and cached volumes share for snapshots.
+type snapshotter interface {
+	Snapshot(ctx context.Context, cat *snapshot.Catalog, req blockcache.SnapshotRequest) (snapshot.Info, error)
+}
+
+// openVolume is a volume being served: a stored or a cached one.
 type openVolume struct {
 	rec    volumeRecord
 	stored *blockcache.StoredVolume
+	cached *blockcache.CachedVolume
+	snap   snapshotter
 	dev    volumeDevice
 	disk   *scsi.Disk
 	stats  *volumeStats
@@ -97,6 +104,8 @@ type volumeManager struct {
 	target  *iscsi.Server
 	catalog *snapshot.Catalog
 	sched   *snapshot.Scheduler
+	// cache holds cached volumes' blocks; nil when there is none.
+	cache *blockcache.Cache
 	// onEvent publishes snapshot outcomes (the event bus).
 	onEvent func(events.Event)
 	mu      sync.Mutex
@@ -109,8 +118,8 @@ type volumeManager struct {
 
 var _ control.Volumes = (*volumeManager)(nil)
 
-func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *iscsi.Server, cat *snapshot.Catalog) (*volumeManager, error) {
-	m := &volumeManager{log: log, state: db, dir: filepath.Join(dataDir, volumesDir), target: target, catalog: cat, volumes: map[string]*openVolume{}}
+func newVolumeManager(log *slog.Logger, db *state.DB, dataDir string, target *iscsi.Server, cat *snapshot.Catalog, cache *blockcache.Cache) (*volumeManager, error) {
+	m := &volumeManager{log: log, state: db, dir: filepath.Join(dataDir, volumesDir), target: target, catalog: cat, cache: cache, volumes: map[string]*openVolume{}}
 	m.bgCtx, m.cancel = context.WithCancel(context.Background())
 	m.sched = snapshot.NewScheduler(cat, snapshot.SchedulerOptions{Logger: log.With("component", "snapshot-schedule")})
 	if err := os.MkdirAll(m.dir, 0o750); err != nil {
@@ -144,8 +153,8 @@ func validateVolume(req api.CreateVolume) (volumeRecord, error) {
 	if req.Mode == "" {
 		req.Mode = api.ModeStored
 	}
-	if req.Mode != api.ModeStored {
-		return bad("mode %q: only %q volumes are available in this version", req.Mode, api.ModeStored)
+	if req.Mode != api.ModeStored && req.Mode != api.ModeCached {
+		return bad("mode %q: want %q or %q", req.Mode, api.ModeStored, api.ModeCached)
 	}
 	if req.BlockSize == 0 {
 		req.BlockSize = 512
@@ -223,13 +232,45 @@ func (m *volumeManager) openStored(ctx context.Context, rec volumeRecord, create
 	return blockcache.CreateStored(dir, cfg, o)
 }
 
+// openCached opens (with create, creates) a cached volume.
+func (m *volumeManager) openCached(ctx context.Context, rec volumeRecord, create bool) (*blockcache.CachedVolume, error) {
+	if m.cache == nil {
+		return nil, control.BadRequest(errors.New("cached volumes need a cache: start sluiced with --cache-size"))
+	}
+	dir := m.dataPath(rec.Name)
+	o := blockcache.Options{Logger: m.log.With("volume", rec.Name)}
+	if !create {
+		v, err := blockcache.OpenCached(dir, m.cache, o)
+		if !errors.Is(err, blockcache.ErrNotVolume) {
+			return v, err
+		}
+		m.log.Warn("volume data missing; creating it", "volume", rec.Name)
+	}
+	codec, _ := snapshot.ParseCodec(rec.Codec)
+	cfg := blockcache.CachedConfig{Name: rec.Name, Size: rec.SizeBytes, BlockSize: rec.ChunkSize, Codec: codec}
+	if rec.FromSnapshot != "" {
+		return blockcache.CreateCachedFromSnapshot(ctx, dir, m.cache, m.catalog, rec.FromSnapshot, cfg, o)
+	}
+	return blockcache.CreateCached(dir, m.cache, cfg, o)
+}
+
 // serve opens a volume's device and adds its target.
 func (m *volumeManager) serve(ctx context.Context, rec volumeRecord, create bool) error {
-	stored, err := m.openStored(ctx, rec, create)
-	if err != nil {
-		return err
+	ov := &openVolume{rec: rec}
+	var raw volumeDevice
+	if rec.Mode == api.ModeCached {
+		cached, err := m.openCached(ctx, rec, create)
+		if err != nil {
+			return err
+		}
+		ov.cached, ov.snap, raw = cached, cached, cached
+	} else {
+		stored, err := m.openStored(ctx, rec, create)
+		if err != nil {
+			return err
+		}
+		ov.stored, ov.snap, raw = stored, stored, stored
 	}
-	raw := volumeDevice(stored)
 	stats := &volumeStats{}
 	dev := countingDevice{volumeDevice: raw, st: stats}
 	var id [16]byte
@@ -257,14 +298,19 @@ func (m *volumeManager) serve(ctx context.Context, rec volumeRecord, create bool
 		dev.Close()
 		return err
 	}
+	ov.dev, ov.disk, ov.stats = dev, disk, stats
 	m.mu.Lock()
-	m.volumes[rec.Name] = &openVolume{rec: rec, stored: stored, dev: dev, disk: disk, stats: stats}
+	m.volumes[rec.Name] = ov
 	m.mu.Unlock()
 	if rec.Schedule != nil {
 		if err := m.sched.Set(rec.Name, *rec.Schedule, m.snapshotFunc(rec.Name)); err != nil {
 			m.log.Warn("snapshot schedule", "volume", rec.Name, "err", err)
 		}
 	}
+	if ov.stored == nil {
+		return nil
+	}
+	stored := ov.stored
 	if in := stored.Info(); in.PendingSnapshot != "" {
 		// A snapshot was interrupted (crash, outage): finish it.
 		m.bg.Add(1)
@@ -293,6 +339,17 @@ func (m *volumeManager) toAPI(ov *openVolume) api.Volume {
 		in := ov.stored.Info()
 		v.ChangedBytes = in.ChangedBlocks * int64(in.BlockSize)
 		v.LastSnapshot = in.Base
+	}
+	if ov.cached != nil {
+		in := ov.cached.Info()
+		v.SizeBytes = in.Size
+		v.Cache = &api.VolumeCache{
+			CacheHitPercent: in.CacheHitPercent, CachePercentUsed: in.CachePercentUsed,
+			CachePercentDirty: in.CachePercentDirty, UploadBufferPercentUsed: in.UploadBufferPercentUsed,
+			CloudBytesUploaded: in.CloudBytesUploaded, CloudBytesDownloaded: in.CloudBytesDownloaded,
+			DirtyBytes:                        int64(in.DirtyBlocks) * int64(in.BlockSize),
+			TimeSinceLastRecoveryPointSeconds: in.TimeSinceLastRecoveryPoint.Seconds(), Degraded: in.Degraded,
+		}
 	}
 	if v.AllowedInitiators == nil {
 		v.AllowedInitiators = []string{}
@@ -386,6 +443,13 @@ func (m *volumeManager) DeleteVolume(ctx context.Context, name string) error {
 	if err := m.state.Update(func(tx *state.Tx) error { return tx.Delete(volumesCollection, name) }); err != nil {
 		return err
 	}
+	if v.cached != nil {
+		// Its blocks leave the cache; its chunks stay until GC finds them
+		// unreferenced.
+		if err := blockcache.DeleteCached(m.dataPath(name), m.cache); err != nil {
+			m.log.Warn("removing cached volume", "volume", name, "err", err)
+		}
+	}
 	// Snapshots of the volume stay in the catalogue (they can be restored
 	// to new volumes); chunks only they reference go at the next GC after
 	// they are deleted.
@@ -428,4 +492,39 @@ func (m *volumeManager) close() error {
 		delete(m.volumes, name)
 	}
 	return errors.Join(errs...)
+}
+
+// ResizeVolume implements control.Volumes: cached volumes grow; stored
+// volumes cannot be resized in this version.
+func (m *volumeManager) ResizeVolume(ctx context.Context, name string, size int64) (api.Volume, error) {
+	v, err := m.volume(name)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	if v.cached == nil {
+		return api.Volume{}, control.Conflict("volume %s is a stored volume; only cached volumes can be resized", name)
+	}
+	if size <= v.cached.Size() || size > maxVolumeSize || size%int64(v.rec.BlockSize) != 0 {
+		return api.Volume{}, control.BadRequest(fmt.Errorf("new size %d: larger than %d, a multiple of %d, at most 64 TiB", size, v.cached.Size(), v.rec.BlockSize))
+	}
+	if err := v.cached.Resize(ctx, size); err != nil {
+		return api.Volume{}, err
+	}
+	err = m.state.Update(func(tx *state.Tx) error {
+		var rec volumeRecord
+		if err := tx.Get(volumesCollection, name, &rec); err != nil {
+			return err
+		}
+		rec.SizeBytes = size
+		return tx.Put(volumesCollection, name, rec)
+	})
+	if err != nil {
+		return api.Volume{}, err
+	}
+	m.mu.Lock()
+	v.rec.SizeBytes = size
+	m.mu.Unlock()
+	// Initiators learn it from a CAPACITY DATA HAS CHANGED unit attention.
+	v.disk.Resize(size)
+	return m.GetVolume(ctx, name)
 }

@@ -67,3 +67,7 @@ func (nopSettings) BandwidthSchedule(context.Context) (api.BandwidthSchedule, er
 func (nopSettings) SetBandwidthSchedule(_ context.Context, s api.BandwidthSchedule) (api.BandwidthSchedule, error) {
 	return s, nil
 }
+
+func (nopVolumes) ResizeVolume(context.Context, string, int64) (api.Volume, error) {
+	return api.Volume{}, NotFound("none")
+}

@@ -41,6 +41,7 @@ func operationTypes() map[string][2]any {
 		"ExportTape":              {nil, api.Tape{}},
 		"ArchiveTape":             {nil, api.Tape{}},
 		"RetrieveTape":            {nil, api.Tape{}},
+		"ResizeVolume":            {api.ResizeVolume{}, api.Volume{}},
 		"GetHealth":               {nil, api.Health{}},
 		"GetOpenAPI":              {nil, map[string]any{}},
 		"GetGateway":              {nil, api.Gateway{}},

@@ -15,6 +15,8 @@ type Volumes interface {
 	ListVolumes(ctx context.Context) ([]api.Volume, error)
 	GetVolume(ctx context.Context, name string) (api.Volume, error)
 	DeleteVolume(ctx context.Context, name string) error
+	// ResizeVolume grows a volume.
+	ResizeVolume(ctx context.Context, name string, size int64) (api.Volume, error)
 }
 
 func (s *Server) volumeRoutes() {
@@ -25,6 +27,7 @@ func (s *Server) volumeRoutes() {
 	s.route("GET /v1/volumes", "ListVolumes", RoleReadOnly, s.listVolumes)
 	s.route("GET /v1/volumes/{name}", "GetVolume", RoleReadOnly, s.getVolume)
 	s.route("DELETE /v1/volumes/{name}", "DeleteVolume", RoleOperator, s.deleteVolume)
+	s.route("POST /v1/volumes/{name}/resize", "ResizeVolume", RoleOperator, s.resizeVolume)
 }
 
 func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
@@ -71,5 +74,18 @@ func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) error {
+	var req api.ResizeVolume
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	v, err := s.cfg.Volumes.ResizeVolume(r.Context(), r.PathValue("name"), req.SizeBytes)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }

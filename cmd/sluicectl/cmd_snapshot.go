@@ -36,7 +36,7 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&desc, "description", "", "free text stored with the snapshot")
-	var restoreTo string
+	var restoreTo, restoreMode string
 	restore := &cobra.Command{
 		Use:   "restore ID --volume NEW",
 		Short: "Create a new volume with the snapshot's content",
@@ -50,7 +50,7 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			stop := g.progress(fmt.Sprintf("restore of %s to %s", args[0], restoreTo))
-			v, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshot{Volume: restoreTo})
+			v, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshot{Volume: restoreTo, Mode: restoreMode})
 			stop()
 			if err != nil {
 				return err
@@ -59,6 +59,7 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	restore.Flags().StringVar(&restoreTo, "volume", "", "name of the new volume")
+	restore.Flags().StringVar(&restoreMode, "mode", "stored", "stored (full restore) or cached (instant, blocks fetched on first read)")
 	sn.AddCommand(create, restore,
 		&cobra.Command{
 			Use: "list [VOLUME]", Short: "List snapshots", Args: cobra.MaximumNArgs(1),

@@ -34,7 +34,7 @@ type volumeCreateOptions struct {
 
 // AddFlags registers the flags.
 func (o *volumeCreateOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.mode, "mode", api.ModeStored, "stored (data on local disk, snapshots in S3)")
+	fs.StringVar(&o.mode, "mode", api.ModeStored, "stored (data on local disk, snapshots in S3) or cached (data in S3, hot blocks in the local cache)")
 	fs.StringVar(&o.size, "size", "", "volume size, e.g. 1GiB (required)")
 	fs.IntVar(&o.blockSize, "block-size", 512, "logical block size: 512 or 4096")
 	fs.StringVar(&o.chapUser, "chap-user", "", "CHAP user name the initiator must present")
@@ -61,7 +61,29 @@ func newVolumeCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	co.AddFlags(create.Flags())
-	vol.AddCommand(create, newScheduleCommand(g),
+	var newSize string
+	resize := &cobra.Command{
+		Use:   "resize NAME --size SIZE",
+		Short: "Grow a cached volume",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := parseBytes(newSize)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var v api.Volume
+			if v, err = c.ResizeVolume(cmd.Context(), args[0], n); err != nil {
+				return err
+			}
+			return g.printVolume(v)
+		},
+	}
+	resize.Flags().StringVar(&newSize, "size", "", "new size, larger than the current one")
+	vol.AddCommand(create, resize, newScheduleCommand(g),
 		&cobra.Command{
 			Use: "list", Short: "List volumes", Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error { return runVolumeList(cmd.Context(), g) },
@@ -197,7 +219,7 @@ func (g *globalOptions) printVolume(v api.Volume) error {
 	if len(v.AllowedInitiators) > 0 {
 		allow = strings.Join(v.AllowedInitiators, ", ")
 	}
-	return g.table([][]string{
+	rows := [][]string{
 		{"NAME", v.Name},
 		{"MODE", v.Mode},
 		{"IQN", v.IQN},
@@ -211,5 +233,19 @@ func (g *globalOptions) printVolume(v api.Volume) error {
 		{"SNAPSHOT CHUNKS", humanize.IBytes(uint64(v.ChunkSize)) + " " + v.Codec},
 		{"CHANGED SINCE SNAPSHOT", humanize.IBytes(uint64(v.ChangedBytes))},
 		{"LAST SNAPSHOT", v.LastSnapshot},
-	})
+	}
+	if c := v.Cache; c != nil {
+		rows = append(rows,
+			[]string{"CACHE HIT", fmt.Sprintf("%.1f%%", c.CacheHitPercent)},
+			[]string{"CACHE USED / DIRTY", fmt.Sprintf("%.1f%% / %.1f%%", c.CachePercentUsed, c.CachePercentDirty)},
+			[]string{"UPLOAD BUFFER USED", fmt.Sprintf("%.1f%%", c.UploadBufferPercentUsed)},
+			[]string{"NOT YET IN S3", humanize.IBytes(uint64(c.DirtyBytes))},
+			[]string{"CLOUD UP / DOWN", humanize.IBytes(uint64(c.CloudBytesUploaded)) + " / " + humanize.IBytes(uint64(c.CloudBytesDownloaded))},
+			[]string{"SINCE RECOVERY POINT", fmt.Sprintf("%.0fs", c.TimeSinceLastRecoveryPointSeconds)},
+		)
+		if c.Degraded {
+			rows = append(rows, []string{"STATE", "DEGRADED: object store unreachable"})
+		}
+	}
+	return g.table(rows)
 }

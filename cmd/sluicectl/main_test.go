@@ -32,6 +32,7 @@ func runDaemon(t *testing.T) (string, func()) {
 	cfg.ISCSIAddr = "127.0.0.1:0"
 	cfg.NFSAddr = "127.0.0.1:0"
 	cfg.NFS.PortmapAddr = "off"
+	cfg.CacheSize = 64 << 20
 	d, err := appliance.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

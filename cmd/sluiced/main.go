@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/sluicegw/sluice/appliance"
 )
 
@@ -93,6 +95,7 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	fs.StringVar(&fl.S3.Bucket, "s3-bucket", "", "S3 bucket (created when missing)")
 	fs.StringVar(&fl.S3.Region, "s3-region", "", "S3 region (default: AWS_REGION or discovered)")
 	fs.StringVar(&fl.ControlTLS.Mode, "control-tls", "off", "TLS on the control API: off, self-signed (generated under DATA/tls) or files (control_tls.cert_file/key_file in the config file)")
+	cacheSize := fs.String("cache-size", "10GiB", "size of the block cache of cached volumes (e.g. 64GiB)")
 	fs.StringVar(&fl.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&fl.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
 	fs.Usage = func() {
@@ -113,8 +116,15 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	if cfg.S3.Region == "" {
 		cfg.S3.Region = os.Getenv("AWS_REGION")
 	}
+	var visitErr error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
+		case "cache-size":
+			n, err := humanize.ParseBytes(*cacheSize)
+			if err != nil || n > 1<<50 {
+				visitErr = fmt.Errorf("--cache-size %q: want a size such as 64GiB", *cacheSize)
+			}
+			cfg.CacheSize = int64(n)
 		case "data":
 			cfg.DataDir = fl.DataDir
 		case "control-addr":
@@ -139,6 +149,9 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 			cfg.Log.Format = fl.Log.Format
 		}
 	})
+	if visitErr != nil {
+		return cfg, visitErr
+	}
 	return cfg, cfg.Validate()
 }
 

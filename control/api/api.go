@@ -122,6 +122,27 @@ type Volume struct {
 	LastSnapshot string `json:"last_snapshot,omitempty"`
 	// FromSnapshot is the snapshot the volume was created from.
 	FromSnapshot string `json:"from_snapshot,omitempty"`
+	// Cache holds a cached volume's cache figures.
+	Cache *VolumeCache `json:"cache,omitempty"`
+}
+
+// VolumeCache are a cached volume's figures, named like AWS's metrics.
+type VolumeCache struct {
+	CacheHitPercent                   float64 `json:"cache_hit_percent"`
+	CachePercentUsed                  float64 `json:"cache_percent_used"`
+	CachePercentDirty                 float64 `json:"cache_percent_dirty"`
+	UploadBufferPercentUsed           float64 `json:"upload_buffer_percent_used"`
+	CloudBytesUploaded                int64   `json:"cloud_bytes_uploaded"`
+	CloudBytesDownloaded              int64   `json:"cloud_bytes_downloaded"`
+	DirtyBytes                        int64   `json:"dirty_bytes"`
+	TimeSinceLastRecoveryPointSeconds float64 `json:"time_since_last_recovery_point_seconds"`
+	Degraded                          bool    `json:"degraded"`
+}
+
+// ResizeVolume is the body of POST /v1/volumes/{name}/resize (cached
+// volumes grow only).
+type ResizeVolume struct {
+	SizeBytes int64 `json:"size_bytes"`
 }
 
 // CreateVolume is the body of POST /v1/volumes.
@@ -225,6 +246,9 @@ type SnapshotList struct {
 // volume with the snapshot's content.
 type RestoreSnapshot struct {
 	Volume string `json:"volume"`
+	// Mode of the new volume: stored (default; a full restore) or cached
+	// (instant: blocks are fetched on first read).
+	Mode string `json:"mode,omitempty"`
 	// CHAP and initiator settings of the new volume, as in CreateVolume.
 	CHAPUser          string   `json:"chap_user,omitempty"`
 	CHAPSecret        string   `json:"chap_secret,omitempty"`

@@ -336,3 +336,9 @@ func (c *Client) DeleteShare(ctx context.Context, name string) error {
 func (c *Client) RefreshShare(ctx context.Context, name string, req api.RefreshShare) error {
 	return c.Do(ctx, http.MethodPost, "/v1/shares/"+url.PathEscape(name)+"/refresh", req, nil)
 }
+
+// ResizeVolume calls POST /v1/volumes/{name}/resize.
+func (c *Client) ResizeVolume(ctx context.Context, name string, size int64) (api.Volume, error) {
+	var v api.Volume
+	return v, c.Do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/resize", api.ResizeVolume{SizeBytes: size}, &v)
+}

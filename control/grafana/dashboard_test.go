@@ -20,6 +20,8 @@ var knownMetrics = map[string]bool{
 	"sluice_volume_read_seconds_total": true, "sluice_volume_write_seconds_total": true,
 	"sluice_volume_read_ops_total": true, "sluice_volume_write_ops_total": true,
 	"sluice_iscsi_sessions": true, "sluice_nfs_sessions": true, "sluice_audit_dropped_records_total": true,
+	"sluice_cache_percent_used": true, "sluice_cache_percent_dirty": true, "sluice_upload_buffer_percent_used": true,
+	"sluice_volume_cache_hit_percent": true, "sluice_volume_time_since_last_recovery_point_seconds": true,
 }
 
 func TestDashboardUsesKnownMetrics(t *testing.T) {

@@ -1,0 +1,80 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/internal/testenv"
+)
+
+// TestCachedVolumeThroughISCSI creates a cached volume through the API on a
+// MinIO-backed daemon, writes and reads it with qemu-img over iSCSI, takes
+// a snapshot, restores it as an (instant) cached volume and as a stored
+// one, grows the volume, and checks the data after a daemon restart.
+func TestCachedVolumeThroughISCSI(t *testing.T) {
+	qemuImg := testenv.RequireTool(t, "qemu-img")
+	m := testenv.StartMinIO(t)
+	for _, kv := range m.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg := testConfig(t)
+	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	d, c, stop := runDaemon(t, cfg)
+	ctx := context.Background()
+	const size = 16 << 20
+	v, err := c.CreateVolume(ctx, api.CreateVolume{Name: "hot", Mode: api.ModeCached, SizeBytes: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Mode != api.ModeCached || v.Cache == nil {
+		t.Fatalf("volume %+v", v)
+	}
+	img := make([]byte, size)
+	rand.Read(img[:6<<20])
+	src := filepath.Join(t.TempDir(), "img.raw")
+	os.WriteFile(src, img, 0o600)
+	if out, err := exec.Command(qemuImg, "convert", "-n", "-f", "raw", "-O", "raw", src, iscsiURL(d, "", "", "hot")).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img write: %v\n%s", err, out)
+	}
+	if got := readVolume(t, qemuImg, iscsiURL(d, "", "", "hot")); !bytes.Equal(got, img) {
+		t.Fatal("cached volume reads back different data")
+	}
+	snap, err := c.CreateSnapshot(ctx, "hot", api.CreateSnapshot{})
+	if err != nil || snap.Status != "completed" {
+		t.Fatalf("snapshot of a cached volume: %+v %v", snap, err)
+	}
+	for _, mode := range []string{api.ModeCached, api.ModeStored} {
+		name := "from-" + mode
+		if _, err := c.RestoreSnapshot(ctx, snap.ID, api.RestoreSnapshot{Volume: name, Mode: mode}); err != nil {
+			t.Fatalf("restore as %s: %v", mode, err)
+		}
+		if got := readVolume(t, qemuImg, iscsiURL(d, "", "", name)); !bytes.Equal(got, img) {
+			t.Fatalf("%s volume from the snapshot differs", mode)
+		}
+	}
+	grown, err := c.ResizeVolume(ctx, "hot", 32<<20)
+	if err != nil || grown.SizeBytes != 32<<20 {
+		t.Fatalf("resize: %+v %v", grown, err)
+	}
+	if _, err := c.ResizeVolume(ctx, "from-stored", 32<<20); !isStatus(err, 409) {
+		t.Fatalf("resizing a stored volume: %v", err)
+	}
+	stop()
+	d2, c2 := startDaemon(t, cfg)
+	got := readVolume(t, qemuImg, iscsiURL(d2, "", "", "hot"))
+	if len(got) != 32<<20 || !bytes.Equal(got[:size], img) || !bytes.Equal(got[size:], make([]byte, size)) {
+		t.Fatal("cached volume differs after a restart")
+	}
+	vv, err := c2.GetVolume(ctx, "hot")
+	if err != nil || vv.Cache == nil {
+		t.Fatalf("after restart: %+v %v", vv, err)
+	}
+}
