@@ -86,6 +86,11 @@ func BenchmarkTape(b *testing.B) {
 		data[i] = byte(rnd.Uint32())
 	}
 	cfg := Config{Store: store, Prefix: "bench/", Gateway: "bench", Drives: 4, Slots: 16, IESlots: 1, MinTapeSize: 1 << 20}
+	// VTL_BENCH_UPLOADS and VTL_BENCH_SEGMENT_MIB tune the write pipeline.
+	cfg.UploadConcurrency, _ = strconv.Atoi(os.Getenv("VTL_BENCH_UPLOADS"))
+	if mib, _ := strconv.Atoi(os.Getenv("VTL_BENCH_SEGMENT_MIB")); mib > 0 {
+		cfg.SegmentSize = mib << 20
+	}
 	s := serveLibrary(b, cfg)
 	b.Cleanup(func() { s.stop(b) })
 	tapes, err := s.lib.CreateTapes(context.Background(), CreateOptions{BarcodePrefix: "BN", Count: 4, Size: 2*total + 1<<30})

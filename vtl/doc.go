@@ -25,7 +25,8 @@
 // # Memory
 //
 // A writing drive holds at most UploadConcurrency+1 raw segments and
-// UploadConcurrency compressed ones (160 MiB with the defaults); a reading
+// UploadConcurrency compressed ones (192 MiB with the defaults and data that
+// does not compress, 320 MiB when it does); a reading
 // drive ReadAhead+2 segments. Nothing is allocated per record.
 //
 // # Durability

@@ -81,7 +81,7 @@ type Config struct {
 	// MaxBlockSize is the largest record (default and at most 1 MiB... up
 	// to 16 MiB; default 1 MiB).
 	MaxBlockSize int
-	// SegmentSize is the record data per segment object (default 32 MiB).
+	// SegmentSize is the record data per segment object (default 64 MiB).
 	SegmentSize int
 	// UploadConcurrency is the number of segments each drive compresses
 	// and uploads at once (default 2). A writing drive holds at most
@@ -278,7 +278,7 @@ func (cfg *Config) defaults() error {
 		def(&cfg.IESlots, 10, 1, 0x100, "import/export slots"),
 		def(&cfg.MaxTapes, 1500, 1, 1<<20, "max tapes"),
 		def(&cfg.MaxBlockSize, 1<<20, 512, maxRecord, "max block size"),
-		def(&cfg.SegmentSize, 32<<20, 1<<20, maxSegment, "segment size"),
+		def(&cfg.SegmentSize, 64<<20, 1<<20, maxSegment, "segment size"),
 		def(&cfg.UploadConcurrency, 2, 1, 64, "upload concurrency"),
 		def(&cfg.ReadAhead, 2, 1, 64, "read-ahead"),
 	} {
