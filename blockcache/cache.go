@@ -91,6 +91,10 @@ type entry struct {
 	// pins counts readers, writers and uploaders using the slot; a pinned
 	// entry is never evicted.
 	pins int
+	// volatile: no durable index names this slot for this block (a block
+	// fetched by a read since the last checkpoint); evicting it needs no
+	// journal commit.
+	volatile bool
 	// guard is the journal record that marked a formerly clean entry
 	// dirty: writes wait for it to be durable before overwriting the slot.
 	guard uint64
@@ -422,6 +426,11 @@ func (c *Cache) checkpoint() error {
 		return err
 	}
 	c.journalID = st.journalID
+	for _, e := range c.slots {
+		if e != nil {
+			e.volatile = false
+		}
+	}
 	return c.j.resetLocked(c.dir, st.journalID)
 }
 
@@ -515,6 +524,7 @@ func (c *Cache) markDirty(e *entry) {
 	}
 	c.lruRemove(e)
 	e.dirty = true
+	e.volatile = false
 	c.nDirty++
 	e.v.dirty++
 	e.guard = c.j.append(journalRec{typ: recSlot, slot: uint32(e.slot), key: e.v.key, block: uint64(e.block), state: slotStateDirty})
@@ -569,7 +579,7 @@ func (c *Cache) allocSlot(ctx context.Context, dirty bool) (int32, error) {
 // pickVictims takes up to a batch of unpinned clean entries from the LRU
 // tail. Caller holds mu.
 func (c *Cache) pickVictims() []*entry {
-	batch := max(len(c.slots)/64, 1)
+	batch := max(len(c.slots)/16, 1)
 	var out []*entry
 	for e := c.lruTail; e != nil && len(out) < batch; e = e.prev {
 		if e.pins == 0 {
@@ -589,7 +599,16 @@ func (c *Cache) evict(victims []*entry) error {
 		c.lruRemove(e)
 		delete(e.v.entries, e.block)
 		c.slots[e.slot] = nil
-		seq = c.j.append(journalRec{typ: recFree, slot: uint32(e.slot)})
+		if !e.volatile {
+			seq = c.j.append(journalRec{typ: recFree, slot: uint32(e.slot)})
+		}
+	}
+	if seq == 0 {
+		for _, e := range victims {
+			c.free = append(c.free, e.slot)
+		}
+		c.broadcast()
+		return nil
 	}
 	c.evicting = true
 	c.mu.Unlock()

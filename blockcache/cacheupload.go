@@ -159,9 +159,10 @@ func (c *Cache) uploadRound(ctx context.Context, batch []*upload) error {
 			if u.err != nil || u.ref.ID.IsZero() {
 				return
 			}
-			enc := c.getBuf(snapshot.EncodeBound(len(u.raw)))
-			defer c.putBuf(enc)
-			obj := c.coder.Encode(enc[:0], u.raw, u.codec)
+			// Not pooled: the HTTP client may still read a request body
+			// after the call returned (a 412 answered before the body was
+			// sent).
+			obj := c.coder.Encode(make([]byte, 0, snapshot.EncodeBound(len(u.raw))), u.raw, u.codec)
 			u.ref.Stored = uint32(len(obj))
 			u.new, u.err = c.chunks.PutIfAbsent(ctx, u.ref.ID, obj)
 		})
@@ -315,11 +316,12 @@ func (c *Cache) runFetch(v *vstate, b int64, n int, ref snapshot.BlockRef, f *fe
 		c.releaseSlot(s)
 		return
 	}
-	e := &entry{v: v, block: b, slot: s}
+	// Volatile: no journal record, so reads never cost a sync, and the
+	// slot can be reused without one. A checkpoint (Close) keeps it.
+	e := &entry{v: v, block: b, slot: s, volatile: true}
 	v.entries[b] = e
 	c.slots[s] = e
 	c.lruPush(e)
-	c.j.append(journalRec{typ: recSlot, slot: uint32(s), key: v.key, block: uint64(b), state: slotStateClean})
 	c.broadcast()
 }
 
