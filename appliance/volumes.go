@@ -70,6 +70,20 @@ type storedSecrets struct {
 	Mutual string `json:"mutual,omitempty"`
 }
 
+// reservationsCollection keeps each volume's persistent reservation state.
+const reservationsCollection = "reservations"
+
+// prStore saves a volume's persistent reservations in the state database.
+type prStore struct {
+	db     *state.DB
+	volume string
+}
+
+// SavePR implements scsi.PRStore.
+func (p prStore) SavePR(s scsi.PRState) error {
+	return p.db.Update(func(tx *state.Tx) error { return tx.Put(reservationsCollection, p.volume, s) })
+}
+
 // volumeDevice is the storage behind a volume's disk: thin-provisioned
 // (UNMAP, GET LBA STATUS) and closable.
 type volumeDevice interface {
@@ -275,10 +289,17 @@ func (m *volumeManager) serve(ctx context.Context, rec volumeRecord, create bool
 	dev := countingDevice{volumeDevice: raw, st: stats}
 	var id [16]byte
 	_, _ = hex.Decode(id[:], []byte(rec.ID))
-	disk, err := scsi.NewDisk(dev, scsi.DiskOptions{
+	opts := scsi.DiskOptions{
 		BlockSize: rec.BlockSize, ID: id, Product: "VOLUME",
 		Logger: m.log.With("volume", rec.Name),
-	})
+		// Persistent reservations registered with APTPL survive restarts
+		// (Windows failover clusters rely on them).
+		PR: prStore{db: m.state, volume: rec.Name},
+	}
+	if pr, err := state.Get[scsi.PRState](m.state, reservationsCollection, rec.Name); err == nil {
+		opts.InitialPR = &pr
+	}
+	disk, err := scsi.NewDisk(dev, opts)
 	if err != nil {
 		dev.Close()
 		return err
@@ -440,7 +461,10 @@ func (m *volumeManager) DeleteVolume(ctx context.Context, name string) error {
 	if err := v.dev.Close(); err != nil {
 		m.log.Warn("closing volume", "volume", name, "err", err)
 	}
-	if err := m.state.Update(func(tx *state.Tx) error { return tx.Delete(volumesCollection, name) }); err != nil {
+	if err := m.state.Update(func(tx *state.Tx) error {
+		_ = tx.Delete(reservationsCollection, name)
+		return tx.Delete(volumesCollection, name)
+	}); err != nil {
 		return err
 	}
 	if v.cached != nil {
