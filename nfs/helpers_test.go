@@ -18,6 +18,7 @@ import (
 // testServer is a Server on a random loopback port.
 type testServer struct {
 	*Server
+	dir    string
 	Port   int
 	Store  objstore.Store
 	Events chan UploadEvent
@@ -39,7 +40,7 @@ func startServer(t testing.TB, store objstore.Store, opts ...serverOpt) *testSer
 		store = e
 	}
 	dir := t.TempDir()
-	ts := &testServer{Store: store, Events: make(chan UploadEvent, 100000), done: make(chan error, 1)}
+	ts := &testServer{dir: dir, Store: store, Events: make(chan UploadEvent, 100000), done: make(chan error, 1)}
 	cfg := Config{StateDir: dir + "/state", CacheDir: dir + "/cache", MetadataTTL: time.Second,
 		SettleTime: 500 * time.Millisecond, OnUpload: func(ev UploadEvent) { ts.Events <- ev }}
 	sh := Share{Name: "share", Store: store, AllowedClients: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Squash: NoSquash}
@@ -73,6 +74,13 @@ func (ts *testServer) stop(t testing.TB) {
 	case <-ts.done:
 	case <-time.After(5 * time.Second):
 		t.Error("Serve did not return")
+	}
+	// No file in the server's state or cache directory may stay open.
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, ts.dir) {
+			t.Errorf("file left open after Shutdown: %s", target)
+		}
 	}
 }
 

@@ -295,9 +295,10 @@ func (s *Server) AddShare(sh Share) error {
 	return nil
 }
 
-// RemoveShare stops serving a share. Clients that still use it get
-// NFS3ERR_STALE. Its dirty data stays in the cache (and is uploaded when the
-// share is added again); uploads already queued finish.
+// RemoveShare stops serving a share and closes its handle index and
+// journal. Clients that still use it get NFS3ERR_STALE. Files with changes
+// not yet uploaded stay in the cache and are uploaded when the share is
+// added again.
 func (s *Server) RemoveShare(name string) error {
 	s.mu.Lock()
 	x, ok := s.shares[name]
@@ -314,7 +315,8 @@ func (s *Server) RemoveShare(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoShare, name)
 	}
-	return nil
+	x.removed.Store(true)
+	return x.close()
 }
 
 // Refresh drops the cached metadata (and clean cached data) of path in the

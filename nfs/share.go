@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/objstore"
@@ -90,6 +91,7 @@ type share struct {
 	wal      *wal
 	cacheDir string
 	started  time.Time
+	removed  atomic.Bool // RemoveShare: nothing more is uploaded
 
 	mu    sync.Mutex
 	nodes map[string]*node

@@ -192,6 +192,9 @@ func (u *uploader) evict() {
 // multipart upload whose unchanged parts are copied server-side from the
 // previous version.
 func (x *share) upload(ctx context.Context, f *cfile) error {
+	if x.removed.Load() {
+		return nil // uploaded when the share is added again
+	}
 	f.upMu.Lock()
 	defer f.upMu.Unlock()
 	return x.uploadHeld(ctx, f)
