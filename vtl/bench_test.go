@@ -201,3 +201,39 @@ func BenchmarkDriveWriteDirect(b *testing.B) {
 	}
 	exec(b, d, cdbWFM(0), nil, 0).mustOK(b, "WFM")
 }
+
+// BenchmarkDriveReadDirect measures the drive's read path without the
+// network: READ commands executed directly over a tape in an embedded
+// store, rewinding at the filemark.
+func BenchmarkDriveReadDirect(b *testing.B) {
+	l := openTestLibrary(b, embeddedStore(b), func(c *Config) {
+		c.MaxBlockSize = 1 << 20
+		c.SegmentSize = 8 << 20
+	})
+	defer l.Close(context.Background())
+	tapes, err := l.CreateTapes(context.Background(), CreateOptions{BarcodePrefix: "BR", Count: 1, Size: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	exec(b, l.Changer(), cdbMove(tapes[0].Element, addrDrive), nil, 0).mustOK(b, "MOVE")
+	d := l.Drives()[0]
+	data := record(7, 256<<10)
+	for range 128 {
+		exec(b, d, cdbWrite(len(data), false), data, 0).mustOK(b, "WRITE")
+	}
+	exec(b, d, cdbWFM(1), nil, 0).mustOK(b, "WFM")
+	exec(b, d, []byte{0x01, 0, 0, 0, 0, 0}, nil, 0).mustOK(b, "REWIND")
+	ctx := context.Background()
+	read := &scsi.Command{Nexus: testNexus, CDB: cdbRead(len(data), false, false), DataIn: make([]byte, len(data))}
+	rewind := &scsi.Command{Nexus: testNexus, CDB: []byte{0x01, 0, 0, 0, 0, 0}}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := d.Execute(ctx, read); err != nil {
+			if _, err := d.Execute(ctx, rewind); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -99,7 +99,7 @@ func (d *Drive) NexusLost(n scsi.Nexus) {
 	d.ua.Forget(n)
 }
 
-type driveOp func(d *Drive, ctx context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error)
+type driveOp func(d *Drive, ctx context.Context, cmd *scsi.Command, c scsi.CDB) (int, error)
 
 // driveOps is the drive's command table, built per call to stay free of
 // package-level state; it is cheap (an array of function values).
@@ -126,7 +126,7 @@ func driveOps(op byte) (driveOp, bool) {
 	case 0x15, 0x55:
 		return (*Drive).opModeSelect, true
 	case 0x16, 0x17, 0x56, 0x57: // RESERVE / RELEASE: single-initiator use
-		return func(*Drive, context.Context, *scsi.Command, *scsi.CDB) (int, error) { return 0, nil }, true
+		return func(*Drive, context.Context, *scsi.Command, scsi.CDB) (int, error) { return 0, nil }, true
 	case 0x19:
 		return (*Drive).opErase, true
 	case 0x1a, 0x5a:
@@ -194,7 +194,7 @@ func (d *Drive) Execute(ctx context.Context, cmd *scsi.Command) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, err := run(d, ctx, cmd, &c)
+	n, err := run(d, ctx, cmd, c)
 	if err != nil {
 		var se *scsi.SenseError
 		if !errors.As(err, &se) {

@@ -8,14 +8,14 @@ import (
 )
 
 // opInquiry serves INQUIRY: standard data and VPD pages 00h, 80h, 83h.
-func (d *Drive) opInquiry(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opInquiry(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	q := scsi.Inquiry{
 		DeviceType: scsi.TypeTape, Removable: true, Version: 6, HiSup: true,
 		Vendor: driveVendor, Product: driveProduct, Revision: driveRevision,
 		VendorSpecific: d.serial,
 		Versions:       []uint16{scsi.VersionSAM5, scsi.VersionISCSI, scsi.VersionSPC4, versionSSC3},
 	}
-	return inquiry(cmd, c, &q, d.serial)
+	return inquiry(cmd, &c, &q, d.serial)
 }
 
 // inquiry answers INQUIRY for a drive or changer with identity q.
@@ -90,7 +90,7 @@ func driveModePages() scsi.ModePages {
 
 // opModeSense serves MODE SENSE(6) and (10) with the sequential-access
 // block descriptor (density code and block length).
-func (d *Drive) opModeSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opModeSense(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	ten := c.Opcode == 0x5a
 	h := scsi.ModeSenseHeader{Sequential: true, BlockLen: d.blockSize, DeviceSpecific: 0x10}
 	if d.cart != nil {
@@ -99,7 +99,7 @@ func (d *Drive) opModeSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (
 			h.DeviceSpecific |= 0x80
 		}
 	}
-	out, err := scsi.ModeSense(c, ten, h, d.mode)
+	out, err := scsi.ModeSense(&c, ten, h, d.mode)
 	if err != nil {
 		return 0, err
 	}
@@ -112,7 +112,7 @@ func (d *Drive) opModeSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (
 
 // opModeSelect serves MODE SELECT(6) and (10): the block descriptor sets
 // the block length (0: variable), pages their changeable fields.
-func (d *Drive) opModeSelect(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opModeSelect(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	ten := c.Opcode == 0x55
 	plen := int(c.Raw[4])
 	if ten {
@@ -161,7 +161,7 @@ func logParam(dst []byte, code uint16, n int, v uint64) []byte {
 
 // opLogSense serves LOG SENSE: supported pages (00h), write and read error
 // counters (02h, 03h), sequential-access device (0Ch) and TapeAlert (2Eh).
-func (d *Drive) opLogSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opLogSense(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	alloc := int(c.Uint16(7))
 	page, sub := c.Raw[2]&0x3f, c.Raw[3]
 	if sub != 0 {
@@ -205,7 +205,7 @@ func (d *Drive) opLogSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (i
 
 // opLogSelect serves LOG SELECT: PCR resets the counters; parameter data
 // is not supported.
-func (d *Drive) opLogSelect(_ context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opLogSelect(_ context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	if c.Uint16(7) != 0 {
 		return 0, scsi.ErrInvalidField(7, -1)
 	}
@@ -217,7 +217,7 @@ func (d *Drive) opLogSelect(_ context.Context, _ *scsi.Command, c *scsi.CDB) (in
 
 // opReportDensity serves REPORT DENSITY SUPPORT: LTO-5 (default, write),
 // LTO-4 (write) and LTO-3 (read only).
-func (d *Drive) opReportDensity(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opReportDensity(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	if c.Raw[1]&0x02 != 0 { // MEDIUM TYPE
 		return 0, scsi.ErrInvalidField(1, 1)
 	}

@@ -7,17 +7,17 @@ import (
 	"github.com/sluicegw/sluice/iscsi/scsi"
 )
 
-func (d *Drive) opTestUnitReady(context.Context, *scsi.Command, *scsi.CDB) (int, error) {
+func (d *Drive) opTestUnitReady(context.Context, *scsi.Command, scsi.CDB) (int, error) {
 	_, err := d.ready()
 	return 0, err
 }
 
-func (d *Drive) opRequestSense(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
-	return scsi.RequestSense(d.ua, cmd, c)
+func (d *Drive) opRequestSense(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
+	return scsi.RequestSense(d.ua, cmd, &c)
 }
 
 // opReadBlockLimits serves READ BLOCK LIMITS (SSC-3 7.6).
-func (d *Drive) opReadBlockLimits(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opReadBlockLimits(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	if c.Raw[1]&0x01 != 0 { // MLOI: maximum logical object identifier
 		var b [20]byte
 		b[3] = 16
@@ -32,7 +32,7 @@ func (d *Drive) opReadBlockLimits(_ context.Context, cmd *scsi.Command, c *scsi.
 }
 
 // opRewind serves REWIND.
-func (d *Drive) opRewind(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opRewind(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -46,7 +46,7 @@ func (d *Drive) opRewind(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int
 
 // opLoadUnload serves LOAD UNLOAD (SSC-3 7.2): LOAD (re)loads and rewinds,
 // unload commits and leaves the tape in the drive for the changer.
-func (d *Drive) opLoadUnload(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opLoadUnload(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	load := c.Raw[4]&0x01 != 0
 	if c.Raw[4]&0x04 != 0 && load { // EOT with LOAD
 		return 0, scsi.ErrInvalidField(4, 2)
@@ -74,7 +74,7 @@ func (d *Drive) opLoadUnload(ctx context.Context, _ *scsi.Command, c *scsi.CDB) 
 }
 
 // opPreventAllow serves PREVENT ALLOW MEDIUM REMOVAL, per nexus.
-func (d *Drive) opPreventAllow(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opPreventAllow(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	if c.Raw[4]&0x01 != 0 {
 		d.prevent[cmd.Nexus] = true
 	} else {
@@ -84,10 +84,10 @@ func (d *Drive) opPreventAllow(_ context.Context, cmd *scsi.Command, c *scsi.CDB
 }
 
 // resid24 returns the 24-bit TRANSFER LENGTH of a 6-byte READ/WRITE.
-func resid24(c *scsi.CDB) uint32 { return c.Uint24(2) }
+func resid24(c scsi.CDB) uint32 { return c.Uint24(2) }
 
 // opWrite serves WRITE(6) in fixed and variable block modes.
-func (d *Drive) opWrite(ctx context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opWrite(ctx context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -165,7 +165,7 @@ func (d *Drive) transfer(fixed bool, n uint32) (size, count uint32, err error) {
 // another length than asked end the command with the FILEMARK, BLANK
 // CHECK or ILI sense the standard defines, with the residue in
 // INFORMATION.
-func (d *Drive) opRead(ctx context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opRead(ctx context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -231,7 +231,7 @@ func (d *Drive) opRead(ctx context.Context, cmd *scsi.Command, c *scsi.CDB) (int
 
 // opWriteFilemarks serves WRITE FILEMARKS(6); it is a durability point
 // even with a count of zero or IMMED set. Setmarks are refused.
-func (d *Drive) opWriteFilemarks(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opWriteFilemarks(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -263,7 +263,7 @@ func (d *Drive) opWriteFilemarks(ctx context.Context, _ *scsi.Command, c *scsi.C
 
 // opErase serves ERASE(6): everything from the current position on is
 // removed (end-of-data moves here).
-func (d *Drive) opErase(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opErase(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -282,7 +282,7 @@ func (d *Drive) opErase(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int,
 
 // opSpace serves SPACE(6) and SPACE(16) over blocks, filemarks and to
 // end-of-data, forward and backward, using the index only.
-func (d *Drive) opSpace(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opSpace(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -393,7 +393,7 @@ func spaceFilemarks(cr *cartridge, x *tapeIndex, count int64) error {
 
 // opLocate serves LOCATE(10) and LOCATE(16) to a logical object, a
 // logical file (LOCATE(16) DEST_TYPE 1) or end-of-data (DEST_TYPE 3).
-func (d *Drive) opLocate(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opLocate(ctx context.Context, _ *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -442,7 +442,7 @@ func (d *Drive) opLocate(ctx context.Context, _ *scsi.Command, c *scsi.CDB) (int
 
 // opReadPosition serves READ POSITION short form (service actions 00h and
 // 01h), long form (06h) and extended form (08h).
-func (d *Drive) opReadPosition(ctx context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opReadPosition(ctx context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	cr, err := d.ready()
 	if err != nil {
 		return 0, err
@@ -487,15 +487,15 @@ func (d *Drive) opReadPosition(ctx context.Context, cmd *scsi.Command, c *scsi.C
 	return 0, scsi.ErrInvalidField(1, 4)
 }
 
-func (d *Drive) opReportLUNs(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
-	return reportLUNs(cmd, c)
+func (d *Drive) opReportLUNs(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
+	return reportLUNs(cmd, &c)
 }
 
-func (d *Drive) opReportOpcodes(_ context.Context, cmd *scsi.Command, c *scsi.CDB) (int, error) {
+func (d *Drive) opReportOpcodes(_ context.Context, cmd *scsi.Command, c scsi.CDB) (int, error) {
 	if c.ServiceAction != 0x0c {
 		return 0, scsi.ErrInvalidField(1, 4)
 	}
-	return scsi.ReportSupportedOpcodes(cmd, c, driveCommands())
+	return scsi.ReportSupportedOpcodes(cmd, &c, driveCommands())
 }
 
 // reportLUNs answers REPORT LUNS with LUN 0 (the transport normally
