@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/iscsi/scsi"
 )
 
@@ -51,6 +52,7 @@ type cartridge struct {
 	worm     bool
 	capacity uint64
 	ew       uint64 // early-warning zone size
+	store    objstore.Store
 	prefix   string
 	// io is nil while the tape is unloaded (ejected but still in the
 	// drive).
@@ -254,7 +256,7 @@ func (d *Drive) insert(ctx context.Context, cr *cartridge) error {
 
 // load opens the tape's index.
 func (d *Drive) load(ctx context.Context, cr *cartridge) error {
-	t, err := openTape(ctx, d.lib.cfg.Store, d.lib.codec, cr.prefix, d.lib.cfg.SegmentSize, d.lib.cfg.UploadConcurrency, d.lib.cfg.ReadAhead, d.lib.cfg.chunkSegs, !cr.readOnly, d.lib.failpoint)
+	t, err := openTape(ctx, cr.store, d.lib.codec, cr.prefix, d.lib.cfg.SegmentSize, d.lib.cfg.UploadConcurrency, d.lib.cfg.ReadAhead, d.lib.cfg.chunkSegs, !cr.readOnly, d.lib.failpoint)
 	if err != nil {
 		return ioErr(scsi.ASCUnrecoveredReadError, err).(*scsi.SenseError)
 	}

@@ -570,9 +570,13 @@ func (l *Library) sortedTapesLocked() []*TapeInfo {
 // cartridge builds the drive's view of a tape.
 func (l *Library) cartridge(t *TapeInfo) *cartridge {
 	capacity := uint64(t.Size)
+	store := l.cfg.Store
+	if t.Status == StatusArchived || t.Status == StatusRetrieved {
+		store = l.cfg.Pools[t.Pool].Store
+	}
 	return &cartridge{
 		barcode: t.Barcode, readOnly: t.ReadOnly, worm: t.WORM,
-		capacity: capacity, ew: min(capacity/32, 2<<30), prefix: t.DataPrefix,
+		capacity: capacity, ew: min(capacity/32, 2<<30), store: store, prefix: t.DataPrefix,
 	}
 }
 

@@ -225,3 +225,37 @@ func TestCheckFindsDamage(t *testing.T) {
 		t.Fatalf("check: %v %v", problems, err)
 	}
 }
+
+func TestArchiveToOtherStore(t *testing.T) {
+	cold := embeddedStore(t)
+	l := openTestLibrary(t, embeddedStore(t), func(c *Config) {
+		c.Pools = map[string]Pool{"cold": {Store: cold, Prefix: "tapes-cold/"}}
+	})
+	defer l.Close(context.Background())
+	ctx := context.Background()
+	tapes, err := l.CreateTapes(ctx, CreateOptions{BarcodePrefix: "CO", Count: 1, Size: 1 << 20, Pool: "cold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := tapes[0].Barcode
+	exec(t, l.Changer(), cdbMove(tapes[0].Element, addrDrive), nil, 0).mustOK(t, "MOVE")
+	d := l.Drives()[0]
+	exec(t, d, cdbWrite(300, false), record(9, 300), 0).mustOK(t, "WRITE")
+	exec(t, l.Changer(), cdbMove(addrDrive, tapes[0].Element), nil, 0).mustOK(t, "MOVE back")
+	if _, err := l.ArchiveTape(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cold.Head(ctx, "tapes-cold/"+bc+"/index"); err != nil {
+		t.Fatalf("index not in the pool's store: %v", err)
+	}
+	ti, err := l.RetrieveTape(ctx, bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, l.Changer(), cdbMove(ti.Element, addrDrive), nil, 0).mustOK(t, "MOVE retrieved")
+	r := exec(t, d, cdbRead(300, false, false), nil, 300).mustOK(t, "READ")
+	if !eq(r.data, record(9, 300)) {
+		t.Fatal("data differs after archive to another store")
+	}
+	mustCheck(t, l)
+}
