@@ -222,17 +222,21 @@ func (u *uploader) buffer(ctx context.Context, size int) ([]byte, error) {
 }
 
 // submit uploads raw as key in the background; raw returns to the buffer
-// pool afterwards. ctx bounds the upload.
-func (u *uploader) submit(ctx context.Context, key string, seq uint64, raw []byte, fail func(string) error) error {
+// pool afterwards. ctx is the command's; background derives the upload's
+// own context from it.
+func (u *uploader) submit(ctx context.Context, background func(context.Context) (context.Context, func()), key string, seq uint64, raw []byte, fail func(string) error) error {
 	select {
 	case u.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	bg, done := background(ctx)
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
 		defer func() { <-u.sem }()
+		defer done()
+		ctx := bg
 		var cb []byte
 		select {
 		case cb = <-u.comp:

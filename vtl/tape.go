@@ -31,9 +31,9 @@ type tapeIO struct {
 	// write side
 	up   *uploader
 	open []byte // data of the last segment while it is being filled
-	// bg bounds background uploads and read-ahead; cancel ends them.
-	bg     context.Context
-	cancel context.CancelFunc
+	// stop is closed when the tape closes; it cancels background uploads
+	// and read-ahead (see background).
+	stop   chan struct{}
 	idxBuf []byte
 
 	// read side
@@ -99,7 +99,7 @@ func openTape(ctx context.Context, store objstore.Store, c *codec, prefix string
 		}
 	}
 	t.up = newUploader(store, c, conc)
-	t.bg, t.cancel = context.WithCancel(context.Background())
+	t.stop = make(chan struct{})
 	return t, nil
 }
 
@@ -171,6 +171,22 @@ func deleteKeys(ctx context.Context, store objstore.Store, keys []string) error 
 	return nil
 }
 
+// background returns a context for work a command starts and that
+// outlives it (an upload, a read-ahead): it keeps the command's values but
+// not its cancellation, and ends when the tape closes. The caller must call
+// done when the work is over.
+func (t *tapeIO) background(ctx context.Context) (bg context.Context, done func()) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-t.stop:
+			cancel()
+		case <-bg.Done():
+		}
+	}()
+	return bg, cancel
+}
+
 // writing reports whether a segment is being filled.
 func (t *tapeIO) writing() bool { return t.open != nil }
 
@@ -209,7 +225,7 @@ func (t *tapeIO) prepareWrite(pos uint64) {
 // writeRecord appends one record at the end of the tape.
 func (t *tapeIO) writeRecord(ctx context.Context, data []byte) error {
 	if t.open != nil && len(t.open)+len(data) > cap(t.open) {
-		if err := t.seal(); err != nil {
+		if err := t.seal(ctx); err != nil {
 			return err
 		}
 	}
@@ -253,14 +269,14 @@ func (t *tapeIO) writeFilemarks(n uint32) error {
 }
 
 // seal hands the open segment to the uploader.
-func (t *tapeIO) seal() error {
+func (t *tapeIO) seal(ctx context.Context) error {
 	if t.open == nil {
 		return nil
 	}
 	s := &t.x.segs[len(t.x.segs)-1]
 	raw := t.open
 	t.open = nil
-	return t.up.submit(t.bg, segKey(t.prefix, s.seq), s.seq, raw, t.fail)
+	return t.up.submit(ctx, t.background, segKey(t.prefix, s.seq), s.seq, raw, t.fail)
 }
 
 // commit makes everything written durable: it uploads the open segment,
@@ -270,7 +286,7 @@ func (t *tapeIO) commit(ctx context.Context) error {
 	if !t.dirty && t.open == nil {
 		return nil
 	}
-	if err := t.seal(); err != nil {
+	if err := t.seal(ctx); err != nil {
 		return err
 	}
 	if err := t.up.wait(); err != nil {
@@ -398,7 +414,7 @@ func (t *tapeIO) segment(ctx context.Context, i int) ([]byte, error) {
 		t.spares = append(t.spares, t.cur)
 	}
 	t.cur = d
-	t.fillAhead(i)
+	t.fillAhead(ctx, i)
 	return t.cur.raw[:s.rawLen], nil
 }
 
@@ -415,7 +431,7 @@ func (t *tapeIO) spareData() segData {
 
 // fillAhead starts reading the segments after i, up to the read-ahead
 // depth.
-func (t *tapeIO) fillAhead(i int) {
+func (t *tapeIO) fillAhead(ctx context.Context, i int) {
 	next := i + 1
 	if n := len(t.ahead); n > 0 {
 		next = t.ahead[n-1].idx + 1
@@ -429,7 +445,10 @@ func (t *tapeIO) fillAhead(i int) {
 		p := pending{idx: next - 1, seq: s.seq, ch: make(chan segData, 1)}
 		t.ahead = append(t.ahead, p)
 		d := t.spareData()
-		go func(ctx context.Context) {
+		bg, done := t.background(ctx)
+		go func() {
+			defer done()
+			ctx := bg
 			d.idx, d.seq = p.idx, s.seq
 			d.comp, d.err = fetchSegment(ctx, t.store, segKey(t.prefix, s.seq), s.objLen, d.comp)
 			if d.err == nil {
@@ -440,7 +459,7 @@ func (t *tapeIO) fillAhead(i int) {
 				}
 			}
 			p.ch <- d
-		}(t.bg)
+		}()
 	}
 }
 
@@ -460,7 +479,7 @@ func (t *tapeIO) close(ctx context.Context, commitFirst bool) error {
 	if commitFirst {
 		err = t.commit(ctx)
 	}
-	t.cancel()
+	close(t.stop)
 	t.up.wait()
 	t.drainAhead()
 	return err
