@@ -177,7 +177,7 @@ type TapeInfo struct {
 	// outside the library); Location says the same in words ("slot 12",
 	// "drive 1", "ie 1", "shelf", "archive").
 	Element  uint16 `json:"element,omitempty"`
-	Location string `json:"-"`
+	Location string `json:"location,omitempty"`
 	// Source is the slot the tape came from when it is in a drive.
 	Source   uint16 `json:"source,omitempty"`
 	ReadOnly bool   `json:"read_only,omitempty"`
