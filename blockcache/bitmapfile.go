@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/sluicegw/sluice/internal/fsutil"
 	"github.com/sluicegw/sluice/snapshot"
 )
 
@@ -98,36 +99,10 @@ type bitmapFile struct {
 // writeFileAtomic writes data to path through a temporary file, fsyncs it
 // and the directory.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.WriteFileAtomic(path, data, 0o600)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return fsutil.SyncDir(dir) }
 
 // createBitmapFile writes a new bitmap file holding bm and opens it.
 func createBitmapFile(path string, blockSize int, bm *snapshot.Bitmap) (*bitmapFile, error) {

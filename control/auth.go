@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/internal/fsutil"
 	"github.com/sluicegw/sluice/internal/state"
 )
 
@@ -154,7 +155,7 @@ func EnsureAdminToken(db *state.DB, dataDir string) (string, bool, error) {
 	}
 	// The file is written (and synced) before the hash is stored, so a
 	// crash in between leaves no token that nobody can present.
-	if err := writeFileSync(path, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
 		return path, false, err
 	}
 	if err := storeToken(db, rec); err != nil {
@@ -162,32 +163,4 @@ func EnsureAdminToken(db *state.DB, dataDir string) (string, bool, error) {
 		return path, false, err
 	}
 	return path, true, nil
-}
-
-// writeFileSync writes a file through a synced temporary file and a rename.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

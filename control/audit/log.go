@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/fsutil"
 )
 
 // Files under the audit directory.
@@ -514,33 +516,13 @@ func (l *Log) sealSegment() error {
 		return err
 	}
 	raw = append(raw, '\n')
-	if err := writeSynced(filepath.Join(l.dir, s.name+digestSuffix), raw); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(l.dir, s.name+digestSuffix), raw, 0o600); err != nil {
 		return err
 	}
 	dsum := sha256.Sum256(raw)
 	l.prevDigest = hex.EncodeToString(dsum[:])
 	l.kickUpload()
 	return nil
-}
-
-func writeSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func (l *Log) kickUpload() {
