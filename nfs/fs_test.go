@@ -382,3 +382,26 @@ func TestAppendAfterUpload(t *testing.T) {
 		})
 	}
 }
+
+// TestSettleUpload checks that a file written without COMMIT is uploaded
+// once it has been idle for the settle time.
+func TestSettleUpload(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config, _ *Share) { c.SettleTime = 200 * time.Millisecond })
+	cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
+	root := mount(t, cl)
+	fh, err := cl.Create(root, "quiet.txt", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cl.Write(fh, 0, []byte("no commit"), 0); err != nil {
+		t.Fatal(err)
+	}
+	ts.waitUpload(t, "quiet.txt")
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("uploaded after %v, before the settle time", el)
+	}
+	if b, _ := objectBytes(t, ts.Store, "quiet.txt"); string(b) != "no commit" {
+		t.Fatalf("object %q", b)
+	}
+}

@@ -42,7 +42,7 @@ func startServer(t testing.TB, store objstore.Store, opts ...serverOpt) *testSer
 	dir := t.TempDir()
 	ts := &testServer{dir: dir, Store: store, Events: make(chan UploadEvent, 100000), done: make(chan error, 1)}
 	cfg := Config{StateDir: dir + "/state", CacheDir: dir + "/cache", MetadataTTL: time.Second,
-		SettleTime: 500 * time.Millisecond, OnUpload: func(ev UploadEvent) { ts.Events <- ev }}
+		SettleTime: time.Minute, OnUpload: func(ev UploadEvent) { ts.Events <- ev }}
 	sh := Share{Name: "share", Store: store, AllowedClients: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Squash: NoSquash}
 	for _, o := range opts {
 		o(&cfg, &sh)
