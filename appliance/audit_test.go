@@ -19,7 +19,6 @@ import (
 	"github.com/sluicegw/sluice/control/audit"
 	"github.com/sluicegw/sluice/control/client"
 	"github.com/sluicegw/sluice/internal/objstore"
-	"github.com/sluicegw/sluice/internal/testenv"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -45,13 +44,7 @@ func (s *syncBuffer) String() string {
 // reached the trail or the log, that the sealed trail reached the bucket,
 // and that both copies verify.
 func TestAuditTrailEndToEnd(t *testing.T) {
-	m := testenv.StartMinIO(t)
-	for _, kv := range m.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	cfg := testConfig(t)
-	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	cfg, m := minioConfig(t)
 	var logs syncBuffer
 	d, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

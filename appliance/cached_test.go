@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/sluicegw/sluice/control/api"
@@ -20,13 +19,7 @@ import (
 // one, grows the volume, and checks the data after a daemon restart.
 func TestCachedVolumeThroughISCSI(t *testing.T) {
 	qemuImg := testenv.RequireTool(t, "qemu-img")
-	m := testenv.StartMinIO(t)
-	for _, kv := range m.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	cfg := testConfig(t)
-	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	cfg, _ := minioConfig(t)
 	d, c, stop := runDaemon(t, cfg)
 	ctx := context.Background()
 	const size = 16 << 20

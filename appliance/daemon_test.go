@@ -230,3 +230,17 @@ func TestControlTLSSelfSigned(t *testing.T) {
 		t.Fatal("plain HTTP answered on a TLS listener")
 	}
 }
+
+// minioConfig starts a MinIO for the test and returns a daemon config
+// using it (credentials in the AWS environment variables).
+func minioConfig(t *testing.T) (Config, *testenv.MinIO) {
+	t.Helper()
+	m := testenv.StartMinIO(t)
+	for _, kv := range m.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg := testConfig(t)
+	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	return cfg, m
+}

@@ -33,13 +33,7 @@ func nfsURL(d *Daemon, share, path string) string {
 func TestShareThroughNFS(t *testing.T) {
 	nfsCp := testenv.RequireTool(t, "nfs-cp")
 	nfsLs := testenv.RequireTool(t, "nfs-ls")
-	m := testenv.StartMinIO(t)
-	for _, kv := range m.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	cfg := testConfig(t)
-	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	cfg, m := minioConfig(t)
 	cfg.NFS.MetadataTTL = 500 * time.Millisecond
 	d, c := startDaemon(t, cfg)
 	ctx := context.Background()

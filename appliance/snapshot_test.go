@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,13 +21,7 @@ import (
 // of an unchanged volume uploads no chunk.
 func TestSnapshotsThroughISCSI(t *testing.T) {
 	qemuImg := testenv.RequireTool(t, "qemu-img")
-	m := testenv.StartMinIO(t)
-	for _, kv := range m.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	cfg := testConfig(t)
-	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
+	cfg, _ := minioConfig(t)
 	d, c := startDaemon(t, cfg)
 	ctx := context.Background()
 	const size = 32 << 20

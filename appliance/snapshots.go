@@ -10,7 +10,6 @@ import (
 	"github.com/sluicegw/sluice/control"
 	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/internal/events"
-	"github.com/sluicegw/sluice/internal/state"
 	"github.com/sluicegw/sluice/snapshot"
 )
 
@@ -193,20 +192,9 @@ func (m *volumeManager) SetSchedule(ctx context.Context, volume string, s api.Sc
 		}
 		p = &pol
 	}
-	err = m.state.Update(func(tx *state.Tx) error {
-		var rec volumeRecord
-		if err := tx.Get(volumesCollection, volume, &rec); err != nil {
-			return err
-		}
-		rec.Schedule = p
-		return tx.Put(volumesCollection, volume, rec)
-	})
-	if err != nil {
+	if err := m.updateRecord(v, func(rec *volumeRecord) { rec.Schedule = p }); err != nil {
 		return api.Schedule{}, err
 	}
-	m.mu.Lock()
-	v.rec.Schedule = p
-	m.mu.Unlock()
 	if p == nil {
 		m.sched.Remove(volume)
 	} else if err := m.sched.Set(volume, *p, m.snapshotFunc(volume)); err != nil {

@@ -534,21 +534,29 @@ func (m *volumeManager) ResizeVolume(ctx context.Context, name string, size int6
 	if err := v.cached.Resize(ctx, size); err != nil {
 		return api.Volume{}, err
 	}
-	err = m.state.Update(func(tx *state.Tx) error {
-		var rec volumeRecord
-		if err := tx.Get(volumesCollection, name, &rec); err != nil {
-			return err
-		}
-		rec.SizeBytes = size
-		return tx.Put(volumesCollection, name, rec)
-	})
-	if err != nil {
+	if err := m.updateRecord(v, func(rec *volumeRecord) { rec.SizeBytes = size }); err != nil {
 		return api.Volume{}, err
 	}
-	m.mu.Lock()
-	v.rec.SizeBytes = size
-	m.mu.Unlock()
 	// Initiators learn it from a CAPACITY DATA HAS CHANGED unit attention.
 	v.disk.Resize(size)
 	return m.GetVolume(ctx, name)
+}
+
+// updateRecord changes a volume's stored record and its in-memory copy.
+func (m *volumeManager) updateRecord(v *openVolume, change func(*volumeRecord)) error {
+	err := m.state.Update(func(tx *state.Tx) error {
+		var rec volumeRecord
+		if err := tx.Get(volumesCollection, v.rec.Name, &rec); err != nil {
+			return err
+		}
+		change(&rec)
+		return tx.Put(volumesCollection, v.rec.Name, rec)
+	})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	change(&v.rec)
+	m.mu.Unlock()
+	return nil
 }
