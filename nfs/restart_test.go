@@ -83,4 +83,3 @@ func TestHandlesSurviveRestart(t *testing.T) {
 		t.Errorf("directory handle after restart: %+v %v", a, err)
 	}
 }
-
