@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicegw/sluice/control/client"
 	"github.com/sluicegw/sluice/control/monitor"
 )
 
@@ -146,20 +147,9 @@ func newAlarmCommand(g *globalOptions) *cobra.Command {
 				return g.printAlarms(out["alarms"])
 			},
 		},
-		&cobra.Command{
-			Use: "delete NAME", Short: "Delete an alarm", Args: exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				if err := c.Do(cmd.Context(), http.MethodDelete, "/v1/alarms/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(g.stdout, "deleted alarm %s\n", args[0])
-				return err
-			},
-		},
+		removeCommand(g, "delete NAME", "Delete an alarm", "deleted", "alarm", func(ctx context.Context, c *client.Client, name string) error {
+			return c.Do(ctx, http.MethodDelete, "/v1/alarms/"+url.PathEscape(name), nil, nil)
+		}),
 	)
 	return al
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/client"
 )
 
 func newShareCommand(g *globalOptions) *cobra.Command {
@@ -90,23 +92,9 @@ func newShareCommand(g *globalOptions) *cobra.Command {
 				return g.printShares([]api.Share{s}, true)
 			},
 		},
-		&cobra.Command{
-			Use: "delete NAME", Short: "Stop exporting a share (its objects stay in the bucket)", Args: exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteShare(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				if g.output == "json" {
-					return g.printJSON(map[string]string{"deleted": args[0]})
-				}
-				_, err = fmt.Fprintf(g.stdout, "deleted share %s\n", args[0])
-				return err
-			},
-		},
+		removeCommand(g, "delete NAME", "Stop exporting a share (its objects stay in the bucket)", "deleted", "share", func(ctx context.Context, c *client.Client, name string) error {
+			return c.DeleteShare(ctx, name)
+		}),
 	)
 	return sh
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/client"
 )
 
 func newSnapshotCommand(g *globalOptions) *cobra.Command {
@@ -96,23 +97,9 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 				return g.printSnapshots([]api.Snapshot{s}, true)
 			},
 		},
-		&cobra.Command{
-			Use: "delete ID", Short: "Delete a snapshot (its unshared chunks go at the next GC)", Args: exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteSnapshot(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				if g.output == "json" {
-					return g.printJSON(map[string]string{"deleted": args[0]})
-				}
-				_, err = fmt.Fprintf(g.stdout, "deleted snapshot %s\n", args[0])
-				return err
-			},
-		},
+		removeCommand(g, "delete ID", "Delete a snapshot (its unshared chunks go at the next GC)", "deleted", "snapshot", func(ctx context.Context, c *client.Client, id string) error {
+			return c.DeleteSnapshot(ctx, id)
+		}),
 		&cobra.Command{
 			Use: "verify ID", Short: "Re-read and re-hash every chunk of a snapshot", Args: exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {

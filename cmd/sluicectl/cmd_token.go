@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/client"
 )
 
 func newTokenCommand(g *globalOptions) *cobra.Command {
@@ -56,23 +58,9 @@ func newTokenCommand(g *globalOptions) *cobra.Command {
 				return g.table(rows)
 			},
 		},
-		&cobra.Command{
-			Use: "revoke ID", Short: "Revoke a token", Args: exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				if g.output == "json" {
-					return g.printJSON(map[string]string{"revoked": args[0]})
-				}
-				_, err = fmt.Fprintf(g.stdout, "revoked token %s\n", args[0])
-				return err
-			},
-		},
+		removeCommand(g, "revoke ID", "Revoke a token", "revoked", "token", func(ctx context.Context, c *client.Client, id string) error {
+			return c.RevokeToken(ctx, id)
+		}),
 	)
 	return tok
 }

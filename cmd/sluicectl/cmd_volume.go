@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicegw/sluice/control/api"
+	"github.com/sluicegw/sluice/control/client"
 )
 
 // volumeCreateOptions are the flags of volume create.
@@ -92,23 +93,9 @@ func newVolumeCommand(g *globalOptions) *cobra.Command {
 			Use: "show NAME", Short: "Show one volume", Args: exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error { return runVolumeShow(cmd.Context(), g, args[0]) },
 		},
-		&cobra.Command{
-			Use: "delete NAME", Short: "Delete a volume and its local data", Args: exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				if err := c.DeleteVolume(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				if g.output == "json" {
-					return g.printJSON(map[string]string{"deleted": args[0]})
-				}
-				_, err = fmt.Fprintf(g.stdout, "deleted volume %s\n", args[0])
-				return err
-			},
-		},
+		removeCommand(g, "delete NAME", "Delete a volume and its local data", "deleted", "volume", func(ctx context.Context, c *client.Client, name string) error {
+			return c.DeleteVolume(ctx, name)
+		}),
 	)
 	return vol
 }

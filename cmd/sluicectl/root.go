@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -99,5 +100,27 @@ func exactArgs(n int) cobra.PositionalArgs {
 			return &usageError{err}
 		}
 		return nil
+	}
+}
+
+// removeCommand builds a "delete"-style command that calls remove with the
+// one argument and reports what it did ("deleted volume v1").
+func removeCommand(g *globalOptions, use, short, verb, what string, remove func(ctx context.Context, c *client.Client, arg string) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := remove(cmd.Context(), c, args[0]); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.printJSON(map[string]string{verb: args[0]})
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s %s %s\n", verb, what, args[0])
+			return err
+		},
 	}
 }
