@@ -94,7 +94,15 @@
 // no manual step; cached data of an object whose ETag changed is dropped.
 // Refresh forces this at once. Attributes in READDIRPLUS replies for
 // objects not looked up yet come from the listing (defaults plus size and
-// Last-Modified, since listings carry no user metadata).
+// Last-Modified, since listings carry no user metadata): until a client
+// looks such an object up, a symbolic link created before a restart or by
+// another gateway is listed as a regular file, and metadata set by other
+// tools shows the defaults.
+//
+// Limits: one server process per state directory; concurrent writers
+// through two gateways, or a gateway and another S3 client, to the same
+// object are last-writer-wins per upload; NFSv3 over TCP only (no UDP, no
+// NLM locking, no NFSv4).
 //
 // # Errors
 //
