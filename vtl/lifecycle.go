@@ -291,9 +291,15 @@ func (l *Library) ArchiveTape(ctx context.Context, barcode string) (TapeInfo, er
 		return TapeInfo{}, fmt.Errorf("%w: %s is already archived", ErrBusy, barcode)
 	}
 	pool := l.cfg.Pools[t.Pool]
+	// Copy, record the new place durably, then delete the originals: a
+	// failure at any step leaves the tape readable where the saved state
+	// says it is (at worst with a stray copy).
+	old := *t
+	var originals []string
 	if t.Status != StatusRetrieved {
 		dst := pool.Prefix + barcode + "/"
-		if err := l.moveObjects(ctx, t.DataPrefix, dst, pool); err != nil {
+		originals, err = l.copyObjects(ctx, t.DataPrefix, dst, pool)
+		if err != nil {
 			return TapeInfo{}, err
 		}
 		t.DataPrefix = dst
@@ -305,34 +311,41 @@ func (l *Library) ArchiveTape(ctx context.Context, barcode string) (TapeInfo, er
 		}
 	}
 	t.Status, t.Element, t.ReadOnly = StatusArchived, 0, true
+	if err := l.saveLocked(ctx); err != nil {
+		*t = old
+		return TapeInfo{}, err
+	}
 	l.auditLocked("archive", barcode, "pool="+t.Pool)
+	if err := deleteKeys(ctx, l.cfg.Store, originals); err != nil {
+		l.log.Warn("deleting archived tape's originals failed", "barcode", barcode, "err", err)
+	}
 	if err := l.autoCreateLocked(ctx); err != nil {
 		l.log.Warn("automatic tape creation failed", "err", err)
 	}
 	return l.infoLocked(t), l.saveLocked(ctx)
 }
 
-// moveObjects copies every object under src (library store) to dst in the
-// pool and deletes the originals.
-func (l *Library) moveObjects(ctx context.Context, src, dst string, pool Pool) error {
+// copyObjects copies every object under src (library store) to dst in the
+// pool and returns the keys copied.
+func (l *Library) copyObjects(ctx context.Context, src, dst string, pool Pool) ([]string, error) {
 	var keys []string
 	if err := objstore.ListAll(ctx, l.cfg.Store, src, func(o objstore.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("vtl: archive: %w", err)
+		return nil, fmt.Errorf("vtl: archive: %w", err)
 	}
 	for _, k := range keys {
 		to := dst + strings.TrimPrefix(k, src)
 		if pool.Store == l.cfg.Store {
 			if _, err := l.cfg.Store.Copy(ctx, to, k, objstore.CopyOptions{ReplaceMetadata: true, StorageClass: pool.StorageClass, ContentType: "application/octet-stream"}); err != nil {
-				return fmt.Errorf("vtl: archive %s: %w", k, err)
+				return nil, fmt.Errorf("vtl: archive %s: %w", k, err)
 			}
 			continue
 		}
 		rc, info, err := l.cfg.Store.Get(ctx, k, objstore.GetOptions{})
 		if err != nil {
-			return fmt.Errorf("vtl: archive %s: %w", k, err)
+			return nil, fmt.Errorf("vtl: archive %s: %w", k, err)
 		}
 		var buf bytes.Buffer
 		_, err = buf.ReadFrom(rc)
@@ -341,10 +354,10 @@ func (l *Library) moveObjects(ctx context.Context, src, dst string, pool Pool) e
 			_, err = pool.Store.Put(ctx, to, &buf, info.Size, objstore.PutOptions{StorageClass: pool.StorageClass, ContentType: "application/octet-stream"})
 		}
 		if err != nil {
-			return fmt.Errorf("vtl: archive %s: %w", k, err)
+			return nil, fmt.Errorf("vtl: archive %s: %w", k, err)
 		}
 	}
-	return deleteKeys(ctx, l.cfg.Store, keys)
+	return keys, nil
 }
 
 // RetrieveTape brings an archived tape back into a free storage slot,

@@ -259,3 +259,37 @@ func TestArchiveToOtherStore(t *testing.T) {
 	}
 	mustCheck(t, l)
 }
+
+func TestArchiveStateSaveFails(t *testing.T) {
+	fail := false
+	store := embeddedStore(t)
+	l := openTestLibrary(t, store, func(c *Config) {
+		c.Failpoint = func(name string) error {
+			if fail && name == "vtl/state-save" {
+				return errors.New("injected")
+			}
+			return nil
+		}
+	})
+	defer l.Close(context.Background())
+	ctx := context.Background()
+	bc, d := loadFirst(t, l, 1<<20)
+	exec(t, d, cdbWrite(10, false), record(1, 10), 0).mustOK(t, "WRITE")
+	ti, _ := l.Tape(bc)
+	exec(t, l.Changer(), cdbMove(addrDrive, ti.Source), nil, 0).mustOK(t, "MOVE back")
+	fail = true
+	if _, err := l.ArchiveTape(ctx, bc); err == nil {
+		t.Fatal("archive succeeded without saving the state")
+	}
+	fail = false
+	// The tape is still in the library, readable where it was.
+	ti, err := l.Tape(bc)
+	if err != nil || ti.Status != StatusAvailable || ti.Element == 0 {
+		t.Fatalf("after failed archive: %+v %v", ti, err)
+	}
+	exec(t, l.Changer(), cdbMove(ti.Element, addrDrive), nil, 0).mustOK(t, "MOVE")
+	r := exec(t, d, cdbRead(10, false, false), nil, 10).mustOK(t, "READ")
+	if !eq(r.data, record(1, 10)) {
+		t.Fatal("data lost by a failed archive")
+	}
+}
