@@ -208,22 +208,29 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, o DeleteOption
 			return fmt.Errorf("%w: %s (%s) until %s", ErrRetentionLocked, barcode, t.RetentionMode, t.RetainUntil.Format(time.RFC3339))
 		}
 	}
+	// Forget the tape durably first, then delete its objects: a failure
+	// leaves stray objects, never a listed tape without data.
+	delete(l.st.Tapes, barcode)
+	if err := l.saveLocked(ctx); err != nil {
+		l.st.Tapes[barcode] = t
+		return err
+	}
+	l.auditLocked("delete", barcode, o.Reason)
 	store := l.cfg.Store
 	if t.Status == StatusArchived || t.Status == StatusRetrieved {
 		store = l.cfg.Pools[t.Pool].Store
 	}
 	var keys []string
-	if err := objstore.ListAll(ctx, store, t.DataPrefix, func(o objstore.ObjectInfo) error {
+	err = objstore.ListAll(ctx, store, t.DataPrefix, func(o objstore.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		return nil
-	}); err != nil {
-		return fmt.Errorf("vtl: delete %s: %w", barcode, err)
+	})
+	if err == nil {
+		err = deleteKeys(ctx, store, keys)
 	}
-	if err := deleteKeys(ctx, store, keys); err != nil {
-		return err
+	if err != nil {
+		l.log.Warn("deleting tape objects failed", "barcode", barcode, "prefix", t.DataPrefix, "err", err)
 	}
-	delete(l.st.Tapes, barcode)
-	l.auditLocked("delete", barcode, o.Reason)
 	if err := l.autoCreateLocked(ctx); err != nil {
 		l.log.Warn("automatic tape creation failed", "err", err)
 	}
