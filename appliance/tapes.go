@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicegw/sluice/control"
@@ -37,6 +39,11 @@ type tapes struct {
 	lib     *vtl.Library
 	model   string
 	onEvent func(events.Event)
+	log     *slog.Logger
+	// archives tracks archive-on-eject work; Close waits for it.
+	archives sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 var _ control.Tapes = (*tapes)(nil)
@@ -49,9 +56,14 @@ func (d *Daemon) openTapes(ctx context.Context) error {
 	if c.Gateway == "" {
 		c.Gateway = "sluice"
 	}
+	t := &tapes{onEvent: d.bus.Publish, log: d.log.With("component", "vtl")}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	lib, err := vtl.Open(ctx, vtl.Config{
 		Store: d.store, Prefix: tapePrefix, Gateway: c.Gateway, ChangerModel: c.ChangerModel,
 		Drives: c.Drives, Slots: c.Slots, Logger: d.log.With("component", "vtl"),
+		// Like AWS, a tape the backup software ejects (moves to an I/E
+		// slot) is archived to its pool.
+		OnEject: t.archiveOnEject,
 	})
 	if err != nil {
 		if errors.Is(err, vtl.ErrInvalid) {
@@ -65,11 +77,12 @@ func (d *Daemon) openTapes(ctx context.Context) error {
 			return fmt.Errorf("%w: tape target %s: %w", ErrConfig, t.Name, err)
 		}
 	}
-	model := c.ChangerModel
-	if model == "" {
-		model = vtl.ModelAWS
+	t.model = c.ChangerModel
+	if t.model == "" {
+		t.model = vtl.ModelAWS
 	}
-	d.tapes = &tapes{lib: lib, model: model, onEvent: d.bus.Publish}
+	t.lib = lib
+	d.tapes = t
 	return nil
 }
 
@@ -187,12 +200,28 @@ func (t *tapes) SetAutoCreate(ctx context.Context, r api.TapeAutoCreate) (api.Ta
 	return t.Library(ctx)
 }
 
+// archiveOnEject archives an ejected tape in the background.
+func (t *tapes) archiveOnEject(barcode string) {
+	t.archives.Add(1)
+	go func() {
+		defer t.archives.Done()
+		if t.lib == nil {
+			return
+		}
+		if _, err := t.TapeAction(t.ctx, barcode, "archive"); err != nil {
+			t.log.Warn("archiving an ejected tape", "barcode", barcode, "err", err)
+		}
+	}()
+}
+
 // closeTapes unloads the drives (committing written data) and saves the
 // library state.
 func (d *Daemon) closeTapes() error {
 	if d.tapes == nil {
 		return nil
 	}
+	d.tapes.cancel()
+	d.tapes.archives.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := d.tapes.lib.Close(ctx)
