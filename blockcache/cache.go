@@ -166,6 +166,9 @@ type Cache struct {
 	fetches   map[fetchKey]*fetch
 	inflight  map[snapshot.ChunkID]int
 	wake      chan struct{}
+	waiters   int
+	// kick wakes the uploader when a block is queued.
+	kick      chan struct{}
 	closed    bool
 	failed    error
 	bufs      sync.Pool
@@ -194,7 +197,7 @@ func OpenCache(dir string, cat *snapshot.Catalog, cfg CacheConfig, o Options) (*
 		chunks: cat.Chunks(), coder: cat.Coder(),
 		vols: map[uint64]*vstate{}, slots: make([]*entry, nslots),
 		fetches: map[fetchKey]*fetch{}, inflight: map[snapshot.ChunkID]int{},
-		wake: make(chan struct{}),
+		wake: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	c.maxDirty = max(nslots*cfg.UploadBufferPercent/100, 1)
 	f, err := os.OpenFile(filepath.Join(dir, cacheDataFile), os.O_RDWR|os.O_CREATE, 0o600)
@@ -446,6 +449,9 @@ func (c *Cache) failpoint(name string) error {
 
 // broadcast wakes everyone waiting for a state change. Caller holds mu.
 func (c *Cache) broadcast() {
+	if c.waiters == 0 {
+		return // the common case on the I/O path: nothing to allocate
+	}
 	close(c.wake)
 	c.wake = make(chan struct{})
 }
@@ -453,8 +459,12 @@ func (c *Cache) broadcast() {
 // wait releases mu until the next broadcast or ctx's end. Caller holds mu.
 func (c *Cache) wait(ctx context.Context) error {
 	ch := c.wake
+	c.waiters++
 	c.mu.Unlock()
-	defer c.mu.Lock()
+	defer func() {
+		c.mu.Lock()
+		c.waiters--
+	}()
 	select {
 	case <-ch:
 		return nil
@@ -513,6 +523,10 @@ func (c *Cache) enqueue(e *entry) {
 	if !e.queued {
 		e.queued = true
 		c.queue = append(c.queue, e)
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 

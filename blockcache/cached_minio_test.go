@@ -101,6 +101,7 @@ func (m *unitModel) verify(t *testing.T, v *CachedVolume, what string) {
 // from the store first), and every byte reads back after the cache was
 // emptied and after a close and reopen of cache and volume.
 func TestMinIOCached1GiB(t *testing.T) {
+	t.Parallel() // mostly waiting on MinIO: overlaps with the outage test
 	ctx := ctxT(t)
 	e, _ := minioEnv(t)
 	ce := newCacheEnv(t, e, CacheConfig{Size: 64 << 20, DirtyWindow: 100 * time.Millisecond})
@@ -163,6 +164,7 @@ func TestMinIOCached1GiB(t *testing.T) {
 // the cache reports itself degraded, and once MinIO is back everything is
 // uploaded, reads back from the store and snapshots.
 func TestMinIOCachedOutage(t *testing.T) {
+	t.Parallel() // mostly sleeping through the outage
 	ctx := ctxT(t)
 	e, mi := minioEnv(t)
 	ce := newCacheEnv(t, e, CacheConfig{Size: 48 << 20, DirtyWindow: 50 * time.Millisecond, RetryDelay: 50 * time.Millisecond})

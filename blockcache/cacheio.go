@@ -158,7 +158,6 @@ func (c *Cache) writeDone(e *entry) {
 		c.enqueue(e)
 	}
 	c.unpin(e)
-	c.kickUploader()
 }
 
 // fetchForWrite reads block b from the store for a partial write, retrying
@@ -195,11 +194,6 @@ func (c *Cache) fetchForWrite(ctx context.Context, v *vstate, b int64, ref snaps
 			return nil, nil
 		}
 	}
-}
-
-// kickUploader wakes the uploader. Caller holds mu.
-func (c *Cache) kickUploader() {
-	c.broadcast()
 }
 
 // unmapBlock turns block b of v into a hole and drops it from the cache.

@@ -104,8 +104,13 @@ func (c *Cache) takeDirty(ctx context.Context) ([]*upload, error) {
 		if len(batch) > 0 {
 			return batch, nil
 		}
-		if err := c.wait(ctx); err != nil {
-			return nil, err
+		c.mu.Unlock()
+		select {
+		case <-c.kick:
+			c.mu.Lock()
+		case <-ctx.Done():
+			c.mu.Lock()
+			return nil, ctx.Err()
 		}
 	}
 }
