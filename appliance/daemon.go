@@ -442,6 +442,7 @@ func (d *Daemon) openNFS(log *slog.Logger) error {
 		SettleTime:  d.cfg.NFS.SettleTime,
 		PortmapAddr: pmap,
 		OnUpload:    d.onUpload,
+		OnMount:     d.onMount,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: NFS: %w", ErrDataDir, err)

@@ -317,5 +317,21 @@ func (d *Daemon) onUpload(ev nfs.UploadEvent) {
 	}
 }
 
+// onMount audits share mounts: refused ones always (management), allowed
+// ones as data events.
+func (d *Daemon) onMount(ev nfs.MountEvent) {
+	rec := audit.Record{Category: audit.Data, Source: "nfs", Name: "MountShare", Time: ev.Time,
+		Identity: audit.Identity{Type: "nfs-client", ID: ev.Client.String()}, SourceAddr: ev.Client.String(),
+		Resource: "shares/" + ev.Share, Result: audit.Success}
+	if !ev.Allowed {
+		rec.Category, rec.Name, rec.Result, rec.ErrorCode = audit.Management, "MountShareRefused", audit.Failure, "MNT3ERR_ACCES"
+		d.audit.TryAppend(rec)
+		return
+	}
+	if d.cfg.Audit.DataEvents {
+		d.audit.TryAppend(rec)
+	}
+}
+
 // bucketsDir holds the embedded store's other buckets.
 const bucketsDir = "buckets"

@@ -97,6 +97,17 @@ func TestShareThroughNFS(t *testing.T) {
 	if err := c.RefreshShare(ctx, "docs", api.RefreshShare{Recursive: true}); err != nil {
 		t.Fatal(err)
 	}
+	// A client outside the allowlist is refused, and the refusal audited.
+	if _, err := c.CreateShare(ctx, api.CreateShare{Name: "private", AllowedClients: []string{"192.0.2.0/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(nfsLs, nfsURL(d, "private", "")).CombinedOutput(); err == nil {
+		t.Fatalf("mount outside the allowlist succeeded:\n%s", out)
+	}
+	ev, err := c.AuditEvents(ctx, map[string][]string{"name": {"MountShareRefused"}})
+	if err != nil || len(ev.Events) == 0 {
+		t.Fatalf("refused mount not audited: %v %v", ev, err)
+	}
 	if err := c.DeleteShare(ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}

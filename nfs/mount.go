@@ -42,6 +42,13 @@ func (x *share) allowed(client netip.Addr) bool {
 	return false
 }
 
+// mountEvent reports a MNT request to Config.OnMount.
+func (s *Server) mountEvent(share string, client netip.Addr, allowed bool) {
+	if s.cfg.OnMount != nil {
+		s.cfg.OnMount(MountEvent{Share: share, Client: client, Allowed: allowed, Time: time.Now().UTC()})
+	}
+}
+
 // mountCall answers a MOUNT v3 call.
 func (s *Server) mountCall(client netip.Addr, call rpc.Call) []byte {
 	var e rpc.Encoder
@@ -59,6 +66,7 @@ func (s *Server) mountCall(client netip.Addr, call rpc.Call) []byte {
 		case !x.allowed(client):
 			s.log.Info("mount refused", "client", client, "share", x.cfg.Name)
 			e.Uint32(uint32(mnt3ErrAccess))
+			s.mountEvent(x.cfg.Name, client, false)
 		default:
 			e.Uint32(uint32(mnt3OK))
 			e.Opaque(encodeHandle(x.id, rootID))
@@ -68,6 +76,7 @@ func (s *Server) mountCall(client netip.Addr, call rpc.Call) []byte {
 			s.mu.Lock()
 			s.mounts[mountKey{x.cfg.Name, client}] = time.Now()
 			s.mu.Unlock()
+			s.mountEvent(x.cfg.Name, client, true)
 		}
 	case mountDump:
 		for _, m := range s.Sessions() {

@@ -42,6 +42,10 @@ type Config struct {
 	// PortmapAddr, when not empty, is where Serve starts a portmapper
 	// (RFC 1833 version 2, TCP and UDP), normally ":111". Empty: none.
 	PortmapAddr string
+	// OnMount, when set, is called for every MNT request with the share,
+	// the client and whether the mount was allowed (for the audit trail);
+	// it must not block for long.
+	OnMount func(MountEvent)
 	// OnUpload, when set, is called (from an upload worker; it must not
 	// block for long) after each file is uploaded.
 	OnUpload func(UploadEvent)
@@ -108,6 +112,14 @@ type UploadEvent struct {
 	Multipart   bool
 	CopiedBytes int64
 	Time        time.Time
+}
+
+// MountEvent reports one MNT request.
+type MountEvent struct {
+	Share   string
+	Client  netip.Addr
+	Allowed bool
+	Time    time.Time
 }
 
 // Session is one mount recorded by MNT and not yet undone by UMNT.
