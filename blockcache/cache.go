@@ -660,7 +660,7 @@ func (c *Cache) unpin(e *entry) {
 
 // Flush makes every write acknowledged so far durable in the cache.
 func (c *Cache) Flush(ctx context.Context) error {
-	return c.j.commit(c.j.lastSeq())
+	return c.j.flush()
 }
 
 // flusher commits the journal every DirtyWindow and folds it into a

@@ -64,6 +64,9 @@ type cmodel struct {
 	v    *CachedVolume
 	mu   sync.Mutex
 	want []byte
+	// alt is another acceptable image after a crash (an unacknowledged
+	// write applied).
+	alt []byte
 }
 
 func (m *cmodel) write(t testing.TB, r *rand.Rand, off int64, n int, kind int, fua bool) {

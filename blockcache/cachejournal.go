@@ -391,12 +391,23 @@ func (j *journal) commit(seq uint64) error {
 	if j.durableSeq() >= seq {
 		return nil
 	}
+	return j.sync(seq, false)
+}
+
+// flush makes everything written to the cache file so far durable, with
+// the records appended so far: the data file is synced even when there is
+// no record to write (overwrites of blocks already dirty add none).
+func (j *journal) flush() error {
+	return j.sync(j.lastSeq(), true)
+}
+
+func (j *journal) sync(seq uint64, force bool) error {
 	j.syncMu.Lock()
 	defer j.syncMu.Unlock()
 	if j.failed != nil {
 		return j.failed
 	}
-	if j.durableSeq() >= seq {
+	if !force && j.durableSeq() >= seq {
 		return nil
 	}
 	j.mu.Lock()
