@@ -43,6 +43,10 @@ type CacheConfig struct {
 	// CheckpointBytes: the journal is folded into a new checkpoint when
 	// it grows beyond this (default 16 MiB).
 	CheckpointBytes int64
+	// MapInterval is how often each volume's live block map is stored in
+	// the object store when it changed (default 10s; negative disables
+	// it). See snapshot.Catalog.PutLiveMap and RecoverCached.
+	MapInterval time.Duration
 	// RetryDelay is the first back-off after a failed upload (default
 	// 200ms, doubling up to 25 times that or 5s).
 	RetryDelay time.Duration
@@ -66,6 +70,9 @@ func (c *CacheConfig) defaults() {
 	}
 	if c.CheckpointBytes <= 0 {
 		c.CheckpointBytes = 16 << 20
+	}
+	if c.MapInterval == 0 {
+		c.MapInterval = 10 * time.Second
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = 200 * time.Millisecond
@@ -118,6 +125,8 @@ type vstate struct {
 	lastRecovery time.Time
 	// lastMiss is the last block read from the store (read-ahead).
 	lastMiss int64
+	// mapDirty: the map changed since it was last stored.
+	mapDirty bool
 
 	hits, misses, up, down atomic.Int64
 }
@@ -230,9 +239,10 @@ func OpenCache(dir string, cat *snapshot.Catalog, cfg CacheConfig, o Options) (*
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.bgCancel = cancel
-	c.bg.Add(2)
+	c.bg.Add(3)
 	go c.uploader(ctx)
 	go c.flusher(ctx)
+	go c.mapSyncer(ctx)
 	c.log.Info("cache open", "slots", nslots, "used", nslots-len(c.free), "dirty", c.nDirty, "volumes", len(c.vols))
 	return c, nil
 }
@@ -326,7 +336,7 @@ func (c *Cache) dropEntryCounts(e *entry) {
 }
 
 func newVstate(key uint64, name string, bm *snapshot.BlockMap) *vstate {
-	return &vstate{key: key, name: name, bm: bm, entries: map[int64]*entry{}, lastRecovery: time.Now(), lastMiss: -2}
+	return &vstate{key: key, name: name, bm: bm, entries: map[int64]*entry{}, lastRecovery: time.Now(), lastMiss: -2, mapDirty: true}
 }
 
 // replay applies one journal record to the state being loaded (slots

@@ -133,6 +133,29 @@ func CreateCachedFromSnapshot(ctx context.Context, dir string, c *Cache, cat *sn
 	return OpenCached(dir, c, o)
 }
 
+// RecoverCached recreates cached volume name in dir on cache c from the
+// live block map its previous cache stored in the object store
+// (CacheConfig.MapInterval): for when a cache disk was lost. Writes newer
+// than the stored map (at most MapInterval plus the upload backlog) are
+// lost, and chunks that garbage collection removed after the old cache
+// stopped reporting them read as errors; a snapshot is the safer recovery
+// point. It reports snapshot.ErrNotFound when no map was stored.
+func RecoverCached(ctx context.Context, dir string, c *Cache, name string, o Options) (*CachedVolume, error) {
+	bm, stored, err := c.cat.LiveMap(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("recovering cached volume %s: %w", name, err)
+	}
+	cfg := CachedConfig{Name: name, Size: bm.Size, BlockSize: bm.BlockSize, Codec: bm.Codec}
+	if err := cfg.check(c); err != nil {
+		return nil, err
+	}
+	if err := createCachedDir(dir, c, name, "", bm); err != nil {
+		return nil, err
+	}
+	c.log.Warn("cached volume recovered from its stored live map", "volume", name, "map_stored", stored)
+	return OpenCached(dir, c, o)
+}
+
 // createCachedDir writes cached.json, then registers the volume in the
 // cache (durably). A crash in between leaves a cached.json whose key the
 // cache does not know; OpenCached removes it and reports ErrNotVolume, so
@@ -252,6 +275,12 @@ func DeleteCached(dir string, c *Cache) error {
 	}
 	if err := c.unregister(key); err != nil {
 		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.cat.DeleteLiveMap(ctx, meta.Name); err != nil {
+		// Harmless: nothing reads a live map but RecoverCached.
+		c.log.Warn("deleting live block map", "volume", meta.Name, "err", err)
 	}
 	if err := os.Remove(filepath.Join(dir, cachedMetaFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", cachedMetaFile, err)
@@ -463,6 +492,7 @@ func (v *CachedVolume) Resize(ctx context.Context, size int64) error {
 	c := v.c
 	c.mu.Lock()
 	growMap(v.v.bm, size)
+	v.v.mapDirty = true
 	seq := c.j.append(journalRec{typ: recVol, key: v.v.key, block: uint64(size), bs: uint32(v.bs), codec: v.v.bm.Codec, name: v.v.name})
 	c.mu.Unlock()
 	v.size.Store(size)

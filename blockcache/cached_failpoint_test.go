@@ -131,3 +131,50 @@ func TestCacheFailpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverCachedFromLiveMap: after its cache is lost, a cached volume
+// is recreated from the live block map the cache stored, with everything
+// that was uploaded before the map was stored; a deleted volume's map is
+// gone.
+func TestRecoverCachedFromLiveMap(t *testing.T) {
+	ctx := ctxT(t)
+	cfg := smallCache()
+	cfg.MapInterval = -1 // stored explicitly below
+	ce := newCacheEnv(t, embeddedEnv(t, ""), cfg)
+	v, err := CreateCached(filepath.Join(ce.vols, "v"), ce.c, CachedConfig{Name: "v", Size: 10*snapshot.MinBlockSize + 512, BlockSize: snapshot.MinBlockSize}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &cmodel{v: v, want: make([]byte, 10*snapshot.MinBlockSize+512)}
+	r := rand.New(rand.NewPCG(13, 14))
+	for k := 0; k < 8; k++ {
+		m.write(t, r, int64(k)*70000, 50000, k%3, false)
+	}
+	if err := ce.c.WaitUploaded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.c.syncMaps(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The cache disk is lost.
+	ce.c.crash()
+	ce.dir = filepath.Join(t.TempDir(), "new-cache")
+	ce.open(t)
+	if _, err := RecoverCached(ctx, filepath.Join(ce.vols, "other"), ce.c, "nope", Options{}); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Fatalf("recovering a volume without a map: %v", err)
+	}
+	dir := filepath.Join(ce.vols, "v-recovered")
+	if m.v, err = RecoverCached(ctx, dir, ce.c, "v", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	m.verify(t, "recovered")
+	if err := m.v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteCached(dir, ce.c); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ce.cat.LiveMap(ctx, "v"); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Fatalf("live map after delete: %v", err)
+	}
+}

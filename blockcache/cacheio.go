@@ -220,7 +220,10 @@ func (c *Cache) unmapBlock(ctx context.Context, v *vstate, b int64) error {
 		c.slots[e.slot] = nil
 		c.j.append(journalRec{typ: recFree, slot: uint32(e.slot)})
 	}
-	v.bm.Blocks[b] = snapshot.BlockRef{}
+	if !v.bm.Blocks[b].ID.IsZero() {
+		v.bm.Blocks[b] = snapshot.BlockRef{}
+		v.mapDirty = true
+	}
 	seq = c.j.append(journalRec{typ: recMap, slot: noSlot, key: v.key, block: uint64(b)})
 	if v.dirty == 0 {
 		v.lastRecovery = time.Now()

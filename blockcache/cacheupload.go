@@ -197,7 +197,10 @@ func (c *Cache) uploadRound(ctx context.Context, batch []*upload) error {
 		if u.new {
 			e.v.up.Add(int64(u.ref.Stored))
 		}
-		e.v.bm.Blocks[e.block] = u.ref
+		if e.v.bm.Blocks[e.block] != u.ref {
+			e.v.bm.Blocks[e.block] = u.ref
+			e.v.mapDirty = true
+		}
 		e.dirty = false
 		c.nDirty--
 		e.v.dirty--
@@ -366,4 +369,58 @@ func (c *Cache) writeZeros(off int64, n int) error {
 // maxRetryDelay caps the back-off between upload or fetch attempts.
 func (c *Cache) maxRetryDelay() time.Duration {
 	return min(5*time.Second, 25*c.cfg.RetryDelay)
+}
+
+// mapSyncer stores changed live block maps every MapInterval.
+func (c *Cache) mapSyncer(ctx context.Context) {
+	defer c.bg.Done()
+	if c.cfg.MapInterval < 0 {
+		return
+	}
+	t := time.NewTicker(c.cfg.MapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := c.syncMaps(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("storing live block maps", "err", err)
+		}
+	}
+}
+
+// syncMaps stores the live block map of every volume whose map changed.
+func (c *Cache) syncMaps(ctx context.Context) error {
+	type job struct {
+		v  *vstate
+		bm snapshot.BlockMap
+	}
+	var jobs []job
+	c.mu.Lock()
+	for _, v := range c.vols {
+		if v.mapDirty {
+			v.mapDirty = false
+			bm := *v.bm
+			bm.Blocks = append([]snapshot.BlockRef(nil), v.bm.Blocks...)
+			jobs = append(jobs, job{v, bm})
+		}
+	}
+	c.mu.Unlock()
+	var first error
+	for _, j := range jobs {
+		if err := c.cat.PutLiveMap(ctx, j.v.name, &j.bm); err != nil {
+			c.mu.Lock()
+			j.v.mapDirty = true
+			c.mu.Unlock()
+			if objstore.IsRetryable(err) {
+				c.noteStoreError(err)
+			}
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/objstore"
@@ -142,6 +143,64 @@ func (r *createRun) runFromMap(ctx context.Context, freeze func(context.Context)
 func (c *Catalog) WaitGC(ctx context.Context) error {
 	if err := c.waitGC(ctx); err != nil {
 		return fmt.Errorf("waiting for gc: %w", err)
+	}
+	return nil
+}
+
+// liveMapKey is where a cached volume's live block map is kept.
+func (c *Catalog) liveMapKey(volume string) string { return c.o.Prefix + "live/" + volume + ".map" }
+
+// PutLiveMap stores a cached volume's live block map (manifest encoding,
+// volume name in the Volume field) under live/<volume>.map, replacing the
+// previous one. It is the volume's state in the store for recovery when
+// its cache is lost; garbage collection does not read it (the cache's
+// Roots keep the chunks alive while the cache exists).
+func (c *Catalog) PutLiveMap(ctx context.Context, volume string, bm *BlockMap) error {
+	if !validID(volume) {
+		return fmt.Errorf("volume name %q: %w", volume, ErrInvalid)
+	}
+	b := (&Manifest{Volume: volume, Created: c.o.Now(), Map: *bm}).Encode()
+	if _, err := c.store.Put(ctx, c.liveMapKey(volume), bytes.NewReader(b), int64(len(b)), objstore.PutOptions{}); err != nil {
+		return fmt.Errorf("storing live map of %s: %w", volume, err)
+	}
+	return nil
+}
+
+// LiveMap reads a cached volume's live block map stored by PutLiveMap
+// (ErrNotFound when there is none) and when it was stored.
+func (c *Catalog) LiveMap(ctx context.Context, volume string) (*BlockMap, time.Time, error) {
+	if !validID(volume) {
+		return nil, time.Time{}, fmt.Errorf("volume name %q: %w", volume, ErrInvalid)
+	}
+	rc, _, err := c.store.Get(ctx, c.liveMapKey(volume), objstore.GetOptions{})
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, time.Time{}, fmt.Errorf("live map of %s: %w", volume, ErrNotFound)
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading live map of %s: %w", volume, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestBlocks*48))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading live map of %s: %w", volume, err)
+	}
+	m, err := DecodeManifest(b)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("live map of %s: %w", volume, err)
+	}
+	if m.Volume != volume {
+		return nil, time.Time{}, fmt.Errorf("live map of %s names %q: %w", volume, m.Volume, ErrCorrupt)
+	}
+	return &m.Map, m.Created, nil
+}
+
+// DeleteLiveMap removes a cached volume's live block map.
+func (c *Catalog) DeleteLiveMap(ctx context.Context, volume string) error {
+	if !validID(volume) {
+		return fmt.Errorf("volume name %q: %w", volume, ErrInvalid)
+	}
+	if err := c.store.Delete(ctx, c.liveMapKey(volume)); err != nil {
+		return fmt.Errorf("deleting live map of %s: %w", volume, err)
 	}
 	return nil
 }

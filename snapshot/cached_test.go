@@ -91,3 +91,35 @@ func TestCreateFromMap(t *testing.T) {
 		t.Fatalf("no freeze: %v", err)
 	}
 }
+
+// TestLiveMap: a live map round-trips, is replaced, deleted, and names
+// are checked.
+func TestLiveMap(t *testing.T) {
+	ctx := ctxT(t)
+	c := newTestCatalog(t, "", Options{})
+	bm, _ := NewBlockMap(4*MinBlockSize, MinBlockSize, CodecLZ4)
+	bm.Blocks[1] = BlockRef{ID: HashChunk([]byte("b")), Stored: 7}
+	tests := []struct {
+		name    string
+		run     func() error
+		wantErr error
+	}{
+		{"missing", func() error { _, _, err := c.LiveMap(ctx, "vol"); return err }, ErrNotFound},
+		{"bad name", func() error { return c.PutLiveMap(ctx, "../x", bm) }, ErrInvalid},
+		{"put", func() error { return c.PutLiveMap(ctx, "vol", bm) }, nil},
+		{"get", func() error {
+			got, _, err := c.LiveMap(ctx, "vol")
+			if err == nil && (got.Blocks[1] != bm.Blocks[1] || got.Size != bm.Size || got.Codec != CodecLZ4) {
+				t.Errorf("live map read back as %+v", got)
+			}
+			return err
+		}, nil},
+		{"delete", func() error { return c.DeleteLiveMap(ctx, "vol") }, nil},
+		{"deleted", func() error { _, _, err := c.LiveMap(ctx, "vol"); return err }, ErrNotFound},
+	}
+	for _, tc := range tests {
+		if err := tc.run(); !errors.Is(err, tc.wantErr) && (tc.wantErr != nil || err != nil) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, tc.wantErr)
+		}
+	}
+}
