@@ -47,6 +47,9 @@ type CacheConfig struct {
 	// the object store when it changed (default 10s; negative disables
 	// it). See snapshot.Catalog.PutLiveMap and RecoverCached.
 	MapInterval time.Duration
+	// Policy is the replacement policy of clean blocks: Policy2Q (default)
+	// or PolicyLRU; see cachepolicy.go.
+	Policy string
 	// RetryDelay is the first back-off after a failed upload (default
 	// 200ms, doubling up to 25 times that or 5s).
 	RetryDelay time.Duration
@@ -70,6 +73,9 @@ func (c *CacheConfig) defaults() {
 	}
 	if c.CheckpointBytes <= 0 {
 		c.CheckpointBytes = 16 << 20
+	}
+	if c.Policy == "" {
+		c.Policy = Policy2Q
 	}
 	if c.MapInterval == 0 {
 		c.MapInterval = 10 * time.Second
@@ -98,6 +104,8 @@ type entry struct {
 	// pins counts readers, writers and uploaders using the slot; a pinned
 	// entry is never evicted.
 	pins int
+	// prefetched: fetched by read-ahead and not read since.
+	prefetched bool
 	// volatile: no durable index names this slot for this block (a block
 	// fetched by a read since the last checkpoint); evicting it needs no
 	// journal commit.
@@ -105,7 +113,9 @@ type entry struct {
 	// guard is the journal record that marked a formerly clean entry
 	// dirty: writes wait for it to be durable before overwriting the slot.
 	guard uint64
-	// prev and next link clean entries in LRU order.
+	// list is the clean list the entry is on (nil when dirty); prev and
+	// next link it there (cachepolicy.go).
+	list       *cleanList
 	prev, next *entry
 }
 
@@ -125,6 +135,8 @@ type vstate struct {
 	lastRecovery time.Time
 	// lastMiss is the last block read from the store (read-ahead).
 	lastMiss int64
+	// lastRead is the block of the last cache hit (replacement policy).
+	lastRead int64
 	// mapDirty: the map changed since it was last stored.
 	mapDirty bool
 
@@ -133,10 +145,12 @@ type vstate struct {
 
 // fetch is a download of one block that concurrent readers share.
 type fetch struct {
-	ref  snapshot.BlockRef
-	done chan struct{}
-	raw  []byte
-	err  error
+	ref snapshot.BlockRef
+	// prefetch: started by read-ahead (guarded by Cache.mu).
+	prefetch bool
+	done     chan struct{}
+	raw      []byte
+	err      error
 }
 
 type fetchKey struct {
@@ -166,9 +180,9 @@ type Cache struct {
 	vols      map[uint64]*vstate
 	slots     []*entry
 	free      []int32
-	lruHead   *entry // most recently used clean entry
-	lruTail   *entry
-	queue     []*entry // dirty entries in upload order
+	prob      cleanList // clean blocks used once (cachepolicy.go)
+	prot      cleanList // clean blocks used again, or written
+	queue     []*entry  // dirty entries in upload order
 	nDirty    int
 	maxDirty  int
 	evicting  bool
@@ -194,7 +208,7 @@ type Cache struct {
 func OpenCache(dir string, cat *snapshot.Catalog, cfg CacheConfig, o Options) (*Cache, error) {
 	o.defaults()
 	cfg.defaults()
-	if cat == nil || !snapshot.ValidBlockSize(cfg.SlotSize) || cfg.Size < 4*int64(cfg.SlotSize) || cfg.Size/int64(cfg.SlotSize) > maxCacheSlots {
+	if cat == nil || (cfg.Policy != Policy2Q && cfg.Policy != PolicyLRU) || !snapshot.ValidBlockSize(cfg.SlotSize) || cfg.Size < 4*int64(cfg.SlotSize) || cfg.Size/int64(cfg.SlotSize) > maxCacheSlots {
 		return nil, fmt.Errorf("cache of %d bytes in %d-byte slots: %w", cfg.Size, cfg.SlotSize, ErrInvalid)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -314,7 +328,7 @@ func (c *Cache) load() error {
 			e.v.dirty++
 			c.enqueue(e)
 		} else {
-			c.lruPush(e)
+			c.addClean(e, false)
 		}
 	}
 	for k, v := range c.vols {
@@ -331,12 +345,12 @@ func (c *Cache) dropEntryCounts(e *entry) {
 		c.nDirty--
 		e.v.dirty--
 	} else {
-		c.lruRemove(e)
+		c.removeClean(e)
 	}
 }
 
 func newVstate(key uint64, name string, bm *snapshot.BlockMap) *vstate {
-	return &vstate{key: key, name: name, bm: bm, entries: map[int64]*entry{}, lastRecovery: time.Now(), lastMiss: -2, mapDirty: true}
+	return &vstate{key: key, name: name, bm: bm, entries: map[int64]*entry{}, lastRecovery: time.Now(), lastMiss: -2, lastRead: -1, mapDirty: true}
 }
 
 // replay applies one journal record to the state being loaded (slots
@@ -494,40 +508,6 @@ func (c *Cache) usable() error {
 	return nil
 }
 
-// LRU of clean entries.
-
-func (c *Cache) lruPush(e *entry) {
-	e.prev, e.next = nil, c.lruHead
-	if c.lruHead != nil {
-		c.lruHead.prev = e
-	}
-	c.lruHead = e
-	if c.lruTail == nil {
-		c.lruTail = e
-	}
-}
-
-func (c *Cache) lruRemove(e *entry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else if c.lruHead == e {
-		c.lruHead = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else if c.lruTail == e {
-		c.lruTail = e.prev
-	}
-	e.prev, e.next = nil, nil
-}
-
-func (c *Cache) touch(e *entry) {
-	if !e.dirty && c.lruHead != e {
-		c.lruRemove(e)
-		c.lruPush(e)
-	}
-}
-
 // enqueue adds a dirty entry to the upload queue.
 func (c *Cache) enqueue(e *entry) {
 	if !e.queued {
@@ -546,7 +526,7 @@ func (c *Cache) markDirty(e *entry) {
 	if e.dirty {
 		return
 	}
-	c.lruRemove(e)
+	c.removeClean(e)
 	e.dirty = true
 	e.volatile = false
 	c.nDirty++
@@ -600,16 +580,17 @@ func (c *Cache) allocSlot(ctx context.Context, dirty bool) (int32, error) {
 	}
 }
 
-// pickVictims takes up to a batch of unpinned clean entries from the LRU
-// tail. Caller holds mu.
+// pickVictims takes up to a batch of unpinned clean entries in eviction
+// order. Caller holds mu.
 func (c *Cache) pickVictims() []*entry {
 	batch := max(len(c.slots)/16, 1)
 	var out []*entry
-	for e := c.lruTail; e != nil && len(out) < batch; e = e.prev {
+	c.evictionOrder(func(e *entry) bool {
 		if e.pins == 0 {
 			out = append(out, e)
 		}
-	}
+		return len(out) < batch
+	})
 	return out
 }
 
@@ -620,7 +601,7 @@ func (c *Cache) pickVictims() []*entry {
 func (c *Cache) evict(victims []*entry) error {
 	var seq uint64
 	for _, e := range victims {
-		c.lruRemove(e)
+		c.removeClean(e)
 		delete(e.v.entries, e.block)
 		c.slots[e.slot] = nil
 		if !e.volatile {
@@ -850,11 +831,12 @@ func (c *Cache) DropClean(ctx context.Context) error {
 			return err
 		}
 		var victims []*entry
-		for e := c.lruTail; e != nil; e = e.prev {
+		c.evictionOrder(func(e *entry) bool {
 			if e.pins == 0 {
 				victims = append(victims, e)
 			}
-		}
+			return true
+		})
 		if len(victims) == 0 {
 			return nil
 		}
@@ -887,11 +869,18 @@ func (c *Cache) Check() error {
 		free[s] = true
 	}
 	dirty, lru := 0, 0
-	for e := c.lruHead; e != nil; e = e.next {
-		if e.dirty {
-			return bad("dirty block %d of %s in the LRU", e.block, e.v.name)
+	for _, l := range []*cleanList{&c.prob, &c.prot} {
+		n := 0
+		for e := l.head; e != nil; e = e.next {
+			if e.dirty || e.list != l {
+				return bad("block %d of %s misplaced on a clean list", e.block, e.v.name)
+			}
+			n++
 		}
-		lru++
+		if n != l.n {
+			return bad("clean list counts %d entries, holds %d", l.n, n)
+		}
+		lru += n
 	}
 	clean := 0
 	for s, e := range c.slots {

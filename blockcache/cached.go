@@ -535,6 +535,10 @@ func (v *CachedVolume) Snapshot(ctx context.Context, cat *snapshot.Catalog, req 
 		Volume: v.v.name, Size: v.size.Load(), BlockSize: int(v.bs), Codec: v.codec(),
 		Description: req.Description, Tags: req.Tags,
 		Freeze: func(ctx context.Context) (*snapshot.BlockMap, error) {
+			// Writes wait while the last blocks upload; not for long
+			// if the store went away meanwhile.
+			ctx, cancel := context.WithTimeout(ctx, freezeTimeout)
+			defer cancel()
 			v.freeze.Lock()
 			defer v.freeze.Unlock()
 			c.mu.Lock()
@@ -548,6 +552,10 @@ func (v *CachedVolume) Snapshot(ctx context.Context, cat *snapshot.Catalog, req 
 		},
 	})
 }
+
+// freezeTimeout bounds how long a snapshot holds writes off while the
+// volume's last dirty blocks upload.
+const freezeTimeout = time.Minute
 
 func (v *CachedVolume) codec() snapshot.Codec {
 	v.c.mu.Lock()

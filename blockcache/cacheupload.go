@@ -207,7 +207,7 @@ func (c *Cache) uploadRound(ctx context.Context, batch []*upload) error {
 		if e.v.dirty == 0 {
 			e.v.lastRecovery = time.Now()
 		}
-		c.lruPush(e)
+		c.addClean(e, true)
 		seq = c.j.append(journalRec{typ: recMap, slot: uint32(e.slot), key: e.v.key, block: uint64(e.block), ref: u.ref})
 	}
 	_ = seq // committed by the flusher (a lost record only means a re-upload)
@@ -326,10 +326,10 @@ func (c *Cache) runFetch(v *vstate, b int64, n int, ref snapshot.BlockRef, f *fe
 	}
 	// Volatile: no journal record, so reads never cost a sync, and the
 	// slot can be reused without one. A checkpoint (Close) keeps it.
-	e := &entry{v: v, block: b, slot: s, volatile: true}
+	e := &entry{v: v, block: b, slot: s, volatile: true, prefetched: f.prefetch}
 	v.entries[b] = e
 	c.slots[s] = e
-	c.lruPush(e)
+	c.addClean(e, false)
 	c.broadcast()
 }
 
@@ -346,10 +346,10 @@ func (c *Cache) readAhead(v *vstate, b int64) {
 		if f := c.fetches[fetchKey{v.key, k}]; ref.ID.IsZero() || v.entries[k] != nil || f != nil && f.ref == ref {
 			continue
 		}
-		if len(c.free) == 0 && c.lruTail == nil {
+		if len(c.free) == 0 && !c.hasClean() {
 			return // no room: read-ahead would only evict itself
 		}
-		c.startFetch(v, k, ref)
+		c.startFetch(v, k, ref).prefetch = true
 	}
 }
 
