@@ -191,11 +191,13 @@ type Cache struct {
 	wake      chan struct{}
 	waiters   int
 	// kick wakes the uploader when a block is queued.
-	kick      chan struct{}
-	closed    bool
-	failed    error
-	bufs      sync.Pool
-	bgCancel  context.CancelFunc
+	kick     chan struct{}
+	closed   bool
+	failed   error
+	bufs     sync.Pool
+	bgCancel context.CancelFunc
+	// stop is closed when the cache closes: fetches in flight give up.
+	stop      chan struct{}
 	bg        sync.WaitGroup
 	degraded  atomic.Bool
 	lastError atomic.Value // string
@@ -220,7 +222,7 @@ func OpenCache(dir string, cat *snapshot.Catalog, cfg CacheConfig, o Options) (*
 		chunks: cat.Chunks(), coder: cat.Coder(),
 		vols: map[uint64]*vstate{}, slots: make([]*entry, nslots),
 		fetches: map[fetchKey]*fetch{}, inflight: map[snapshot.ChunkID]int{},
-		wake: make(chan struct{}), kick: make(chan struct{}, 1),
+		wake: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	c.maxDirty = max(nslots*cfg.UploadBufferPercent/100, 1)
 	f, err := os.OpenFile(filepath.Join(dir, cacheDataFile), os.O_RDWR|os.O_CREATE, 0o600)
@@ -703,6 +705,7 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.broadcast()
 	c.mu.Unlock()
+	close(c.stop)
 	c.bgCancel()
 	c.bg.Wait()
 	err := c.checkpoint()

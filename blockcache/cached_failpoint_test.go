@@ -15,9 +15,13 @@ import (
 // journal commit, buffered records lost.
 func (c *Cache) crash() {
 	c.mu.Lock()
+	already := c.closed
 	c.closed = true
 	c.broadcast()
 	c.mu.Unlock()
+	if !already {
+		close(c.stop)
+	}
 	c.bgCancel()
 	c.bg.Wait()
 	c.closeFiles()

@@ -269,7 +269,16 @@ func (c *Cache) startFetch(v *vstate, b int64, ref snapshot.BlockRef) *fetch {
 // runFetch downloads and decodes one block, stores it in a clean slot when
 // one can be had without waiting, and wakes the readers.
 func (c *Cache) runFetch(v *vstate, b int64, n int, ref snapshot.BlockRef, f *fetch) {
-	ctx := context.Background()
+	// The fetch is shared by its readers: it lives as long as the cache.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	defer func() {
 		c.mu.Lock()
 		if k := (fetchKey{v.key, b}); c.fetches[k] == f {
