@@ -52,7 +52,13 @@ func (c *Cache) readBlock(ctx context.Context, v *vstate, b int64, p []byte, bof
 	if f.err != nil {
 		return f.err
 	}
-	copy(p, f.raw[boff:])
+	// The block may have grown since the fetch started (Resize): what
+	// the chunk does not hold reads as zeros.
+	k := 0
+	if boff < len(f.raw) {
+		k = copy(p, f.raw[boff:])
+	}
+	clear(p[k:])
 	return nil
 }
 
@@ -128,7 +134,7 @@ func (c *Cache) writeBlock(ctx context.Context, v *vstate, b int64, p []byte, bo
 		case full:
 		case old != nil:
 			buf := c.getBuf(n)
-			copy(buf, old)
+			clear(buf[copy(buf, old):])
 			copy(buf[boff:], p)
 			p, boff = buf, 0
 			defer c.putBuf(buf)
