@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -174,6 +175,8 @@ func toInfo(key string, oi minio.ObjectInfo) ObjectInfo {
 
 // Put implements Store. Objects of unknown size are streamed with multipart.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+	r, done := gate(r)
+	defer done()
 	po := s.putOpts(opts)
 	var ui minio.UploadInfo
 	var err error
@@ -350,6 +353,8 @@ func (s *S3) CreateMultipart(ctx context.Context, key string, opts PutOptions) (
 
 // UploadPart implements Store.
 func (s *S3) UploadPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (Part, error) {
+	r, done := gate(r)
+	defer done()
 	p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, n, r, size, minio.PutObjectPartOptions{DisableContentSha256: true})
 	if err != nil {
 		return Part{}, s.wrap("upload part", key, err)
@@ -388,4 +393,55 @@ func (s *S3) AbortMultipart(ctx context.Context, key, uploadID string) error {
 		return s.wrap("abort multipart", key, err)
 	}
 	return nil
+}
+
+// gatedReader stops all reads of a request body once the call that sent it
+// has returned. net/http may return a response (an early 412, say) while
+// its transport is still reading the body; callers reuse their buffers
+// as soon as Put returns, so later reads must not touch them.
+type gatedReader struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
+}
+
+var errBodyClosed = errors.New("request body read after the request ended")
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errBodyClosed
+	}
+	return g.r.Read(p)
+}
+
+func (g *gatedReader) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// gatedSeeker adds Seek for bodies that can seek.
+type gatedSeeker struct {
+	*gatedReader
+	s io.Seeker
+}
+
+func (g gatedSeeker) Seek(off int64, whence int) (int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errBodyClosed
+	}
+	return g.s.Seek(off, whence)
+}
+
+// gate wraps a request body; the returned func ends all reads of it.
+func gate(r io.Reader) (io.Reader, func()) {
+	g := &gatedReader{r: r}
+	if s, ok := r.(io.Seeker); ok {
+		return gatedSeeker{g, s}, g.close
+	}
+	return g, g.close
 }
