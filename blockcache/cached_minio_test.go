@@ -159,7 +159,7 @@ func TestMinIOCached1GiB(t *testing.T) {
 	}
 }
 
-// TestMinIOCachedOutage stops MinIO for 10 s during a mixed workload:
+// TestMinIOCachedOutage stops MinIO for 30 s during a mixed workload:
 // reads of cached blocks and writes that fit the upload buffer never fail,
 // the cache reports itself degraded, and once MinIO is back everything is
 // uploaded, reads back from the store and snapshots.
@@ -184,6 +184,9 @@ func TestMinIOCachedOutage(t *testing.T) {
 	if err := ce.c.WaitUploaded(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The issue asks for a 30 s outage: long enough for every retry and
+	// back-off path of the uploader and the fetches to run.
+	const outageFor = 30 * time.Second
 	mi.Stop()
 	outage := time.Now()
 	var (
@@ -238,7 +241,7 @@ func TestMinIOCachedOutage(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	for time.Since(outage) < 10*time.Second {
+	for time.Since(outage) < outageFor {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if !ce.c.Info().Degraded || !v.Info().Degraded {
