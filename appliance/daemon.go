@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		cacheSize = defaultCacheSize
 	}
 	if d.cache, err = blockcache.OpenCache(filepath.Join(cfg.DataDir, "cache"), d.catalog,
-		blockcache.CacheConfig{Size: cacheSize}, blockcache.Options{Logger: log.With("component", "cache")}); err != nil {
+		blockcache.CacheConfig{Size: cacheSize}, blockcache.Options{Logger: log}); err != nil {
 		if errors.Is(err, blockcache.ErrInvalid) {
 			return nil, fmt.Errorf("%w: block cache: %w", ErrConfig, err)
 		}
@@ -289,11 +289,10 @@ func (p storeProber) Describe() (kind, endpoint, bucket string) {
 	return p.d.base.Kind(), p.d.cfg.S3.Endpoint, p.d.cfg.S3.Bucket
 }
 
-// onISCSILogin logs and audits every iSCSI login attempt (never with
-// secrets). Successful logins are data events (recorded when configured);
-// refused ones are always recorded.
+// onISCSILogin audits every iSCSI login attempt (the iscsi package logs
+// them; neither ever records secrets). Successful logins are data events
+// (recorded when configured); refused ones are always recorded.
 func (d *Daemon) onISCSILogin(ev iscsi.LoginEvent) {
-	attrs := []any{"initiator", ev.Initiator, "target", ev.Target, "remote", ev.RemoteAddr, "type", ev.SessionType}
 	rec := audit.Record{
 		Category: audit.Data, Source: "iscsi", Name: "ISCSILogin", Time: ev.Time,
 		Identity: audit.Identity{Type: "initiator", ID: ev.Initiator}, SourceAddr: hostOf(ev.RemoteAddr),
@@ -301,13 +300,12 @@ func (d *Daemon) onISCSILogin(ev iscsi.LoginEvent) {
 		Params: map[string]any{"session_type": ev.SessionType},
 	}
 	if ev.Success {
-		d.log.Info("iSCSI login", attrs...)
+		// The iscsi package logs logins itself; this only audits.
 		if d.cfg.Audit.DataEvents {
 			d.audit.TryAppend(rec)
 		}
 		return
 	}
-	d.log.Warn("iSCSI login refused", append(attrs, "reason", ev.Reason, "status_class", ev.StatusClass, "status_detail", ev.StatusDetail)...)
 	rec.Category, rec.Name, rec.Result = audit.Management, "ISCSILoginFailed", audit.Failure
 	rec.ErrorCode = fmt.Sprintf("%02x%02x", ev.StatusClass, ev.StatusDetail)
 	rec.Params["reason"] = ev.Reason
@@ -434,7 +432,7 @@ func (d *Daemon) openNFS(log *slog.Logger) error {
 		}
 	}
 	d.nfs, err = nfs.NewServer(nfs.Config{
-		Logger:      log.With("component", "nfs"),
+		Logger:      log, // the package names its component itself
 		StateDir:    filepath.Join(d.cfg.DataDir, "nfs", "state"),
 		CacheDir:    filepath.Join(d.cfg.DataDir, "nfs", "cache"),
 		CacheSize:   d.cfg.NFS.CacheSize,

@@ -60,7 +60,7 @@ func (d *Daemon) openTapes(ctx context.Context) error {
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	lib, err := vtl.Open(ctx, vtl.Config{
 		Store: d.store, Prefix: tapePrefix, Gateway: c.Gateway, ChangerModel: c.ChangerModel,
-		Drives: c.Drives, Slots: c.Slots, Logger: d.log.With("component", "vtl"),
+		Drives: c.Drives, Slots: c.Slots, Logger: d.log, // the package names its component
 		// Like AWS, a tape the backup software ejects (moves to an I/E
 		// slot) is archived to its pool.
 		OnEject: t.archiveOnEject,
