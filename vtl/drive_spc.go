@@ -99,9 +99,29 @@ func (d *Drive) opModeSense(_ context.Context, cmd *scsi.Command, c scsi.CDB) (i
 			h.DeviceSpecific |= 0x80
 		}
 	}
+	// Page code 00h, subpage 00h: the header and block descriptor alone.
+	// Linux st asks for it at every open (density, block length, WP,
+	// buffered mode); built here as "all pages" with the pages cut off.
+	pageZero := c.Raw[2]&0x3f == 0 && c.Raw[3] == 0
+	if pageZero {
+		raw := append([]byte(nil), c.Raw...)
+		raw[2] |= 0x3f
+		c.Raw = raw
+	}
 	out, err := scsi.ModeSense(&c, ten, h, d.mode)
 	if err != nil {
 		return 0, err
+	}
+	if pageZero {
+		if ten {
+			n := 8 + int(binary.BigEndian.Uint16(out[6:]))
+			out = out[:n]
+			binary.BigEndian.PutUint16(out[0:], uint16(n-2))
+		} else {
+			n := 4 + int(out[3])
+			out = out[:n]
+			out[0] = byte(n - 1)
+		}
 	}
 	alloc := int(c.Raw[4])
 	if ten {
