@@ -26,6 +26,10 @@ type Config struct {
 	ControlAddr string `yaml:"control_addr"`
 	// ISCSIAddr is the iSCSI target listener.
 	ISCSIAddr string `yaml:"iscsi_addr"`
+	// ISCSIPortals are the addresses ("host:port") SendTargets advertises;
+	// empty advertises the address a discovery session arrived on. Set it
+	// when initiators reach the gateway through NAT or port forwarding.
+	ISCSIPortals []string `yaml:"iscsi_portals"`
 	// NFSAddr is the NFS (and MOUNT) listener.
 	NFSAddr string `yaml:"nfs_addr"`
 	// S3 selects an S3-compatible store; with no endpoint the embedded
@@ -183,6 +187,11 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
+	}
+	for _, p := range c.ISCSIPortals {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			errs = append(errs, fmt.Errorf("iscsi_portals %q: want host:port", p))
+		}
 	}
 	switch c.NFS.PortmapAddr {
 	case "", "auto", "off":

@@ -136,6 +136,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Daemon, err erro
 		return nil, fmt.Errorf("%w: iSCSI on %s: %w", ErrListen, cfg.ISCSIAddr, err)
 	}
 	d.iscsi = iscsi.NewServer(iscsi.Config{
+		Portals: cfg.ISCSIPortals,
 		Logger:  log.With("component", "iscsi"),
 		OnLogin: d.onISCSILogin,
 	})

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicegw/sluice/control/api"
 	"github.com/sluicegw/sluice/control/client"
 	"github.com/sluicegw/sluice/internal/testenv"
 )
@@ -243,4 +245,20 @@ func minioConfig(t *testing.T) (Config, *testenv.MinIO) {
 	cfg := testConfig(t)
 	cfg.S3 = S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket}
 	return cfg, m
+}
+
+// TestISCSIPortalsAdvertised: behind NAT the portal SendTargets returns
+// is the configured one, not the listener's.
+func TestISCSIPortalsAdvertised(t *testing.T) {
+	iscsiLs := testenv.RequireTool(t, "iscsi-ls")
+	cfg := testConfig(t)
+	cfg.ISCSIPortals = []string{"203.0.113.7:3260"}
+	d, c := startDaemon(t, cfg)
+	if _, err := c.CreateVolume(context.Background(), api.CreateVolume{Name: "nat", SizeBytes: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(iscsiLs, "iscsi://"+d.ISCSIAddr()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "203.0.113.7:3260") {
+		t.Fatalf("iscsi-ls: %v\n%s", err, out)
+	}
 }

@@ -89,6 +89,7 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	fs.StringVar(&fl.DataDir, "data", cfg.DataDir, "data directory")
 	fs.StringVar(&fl.ControlAddr, "control-addr", cfg.ControlAddr, "REST API listen address")
 	fs.StringVar(&fl.ISCSIAddr, "iscsi-addr", cfg.ISCSIAddr, "iSCSI listen address")
+	portals := fs.String("iscsi-portal", "", "comma-separated host:port addresses SendTargets advertises (default: the address the initiator connected to; set behind NAT)")
 	fs.StringVar(&fl.NFSAddr, "nfs-addr", cfg.NFSAddr, "NFS and MOUNT listen address")
 	fs.StringVar(&fl.NFS.PortmapAddr, "portmap-addr", cfg.NFS.PortmapAddr, `portmapper address: "auto" (port 111 on the NFS host when free) or "off"`)
 	fs.StringVar(&fl.S3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (none: the embedded store in the data directory)")
@@ -119,6 +120,8 @@ func parseConfig(args []string, stderr io.Writer) (appliance.Config, error) {
 	var visitErr error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
+		case "iscsi-portal":
+			cfg.ISCSIPortals = strings.Split(*portals, ",")
 		case "cache-size":
 			n, err := humanize.ParseBytes(*cacheSize)
 			if err != nil || n > 1<<50 {
