@@ -75,3 +75,14 @@ func RequireTool(t testing.TB, name string) string {
 	t.Skip(msg)
 	return ""
 }
+
+// Unsupported reports that the machine lacks something a test needs that
+// is not a tool (a file-system feature, say): under CI=true the test
+// fails, elsewhere it is skipped with the reason.
+func Unsupported(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatal(reason + " (CI=true: the CI machine must support this)")
+	}
+	t.Skip(reason)
+}
