@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/snapshot"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkWriteAt(b *testing.B) {
 			}
 			defer v.Close()
 			p := make([]byte, 4096)
-			fillPattern(rand.New(rand.NewPCG(1, 1)), p, 0)
+			blockcachetest.Fill(rand.New(rand.NewPCG(1, 1)), p, 0)
 			blocks := int64(size / snapshot.MinBlockSize)
 			if mode != "first-touch" {
 				for i := int64(0); i < blocks; i++ {
@@ -74,7 +75,7 @@ func BenchmarkVolumeSnapshot(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		for k := 0; k < 64; k++ {
-			fillPattern(r, p, k%2)
+			blockcachetest.Fill(r, p, k%2)
 			if err := v.WriteAt(ctx, p, r.Int64N(1024)*snapshot.DefaultBlockSize, false); err != nil {
 				b.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/snapshot"
 )
 
@@ -41,7 +42,7 @@ func TestCacheFailpoints(t *testing.T) {
 			// Not acknowledged: after the crash the block may hold it
 			// or not (it was overwritten in place in the page cache).
 			p := make([]byte, 5000)
-			fillPattern(r, p, 0)
+			blockcachetest.Fill(r, p, 0)
 			err := m.v.WriteAt(context.Background(), p, 3*snapshot.MinBlockSize+10, true)
 			m.alt = append([]byte(nil), m.want...)
 			copy(m.alt[3*snapshot.MinBlockSize+10:], p)

@@ -228,7 +228,7 @@ func TestMinIOCachedOutage(t *testing.T) {
 				off = int64(8+k) * bs
 			}
 			p := make([]byte, n)
-			fillPattern(r, p, k%2)
+			blockcachetest.Fill(r, p, k%2)
 			m.mu.Lock()
 			err := v.WriteAt(ctx, p, off, k%3 == 0)
 			copy(m.want[off:], p)

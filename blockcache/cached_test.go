@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/snapshot"
 )
@@ -72,7 +73,7 @@ type cmodel struct {
 func (m *cmodel) write(t testing.TB, r *rand.Rand, off int64, n int, kind int, fua bool) {
 	t.Helper()
 	p := make([]byte, n)
-	fillPattern(r, p, kind)
+	blockcachetest.Fill(r, p, kind)
 	if err := m.v.WriteAt(context.Background(), p, off, fua); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/snapshot"
 )
@@ -257,13 +258,13 @@ func childData() (base []byte, slots []int, writes [][]byte) {
 	r := rand.New(rand.NewPCG(77, 78))
 	base = make([]byte, killVolSize)
 	for off := 0; off < killVolSize; off += snapshot.MinBlockSize {
-		fillPattern(r, base[off:off+snapshot.MinBlockSize], (off/snapshot.MinBlockSize)%2)
+		blockcachetest.Fill(r, base[off:off+snapshot.MinBlockSize], (off/snapshot.MinBlockSize)%2)
 	}
 	slots = r.Perm(killVolSize / 4096)[:400]
 	writes = make([][]byte, len(slots))
 	for i := range writes {
 		writes[i] = make([]byte, 4096)
-		fillPattern(r, writes[i], 0)
+		blockcachetest.Fill(r, writes[i], 0)
 	}
 	return base, slots, writes
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/testenv"
 	"github.com/sluicegw/sluice/snapshot"
@@ -104,31 +105,11 @@ func newModel(t testing.TB, dir string, size int64, bs int, codec snapshot.Codec
 	return &model{v: v, want: make([]byte, size)}
 }
 
-// fillPattern fills p: kind 0 random, 1 text-like, 2 zeros.
-func fillPattern(r *rand.Rand, p []byte, kind int) {
-	switch kind {
-	case 0:
-		for i := 0; i+8 <= len(p); i += 8 {
-			v := r.Uint64()
-			for k := 0; k < 8; k++ {
-				p[i+k] = byte(v >> (8 * k))
-			}
-		}
-	case 1:
-		words := []string{"lorem ", "ipsum ", "sluice ", "gateway ", "block ", "\n", "snapshot ", "42 "}
-		for i := 0; i < len(p); {
-			i += copy(p[i:], words[r.IntN(len(words))])
-		}
-	default:
-		clear(p)
-	}
-}
-
 // write writes a pattern at off through WriteAt and into the model.
 func (m *model) write(t testing.TB, r *rand.Rand, off int64, n int, kind int) {
 	t.Helper()
 	p := make([]byte, n)
-	fillPattern(r, p, kind)
+	blockcachetest.Fill(r, p, kind)
 	if err := m.v.WriteAt(context.Background(), p, off, false); err != nil {
 		t.Fatal(err)
 	}

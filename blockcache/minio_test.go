@@ -12,6 +12,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/sluicegw/sluice/blockcache/blockcachetest"
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/testenv"
 	"github.com/sluicegw/sluice/snapshot"
@@ -54,7 +55,7 @@ func TestMinIOIncremental1GiB(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1024))
 	buf := make([]byte, bs)
 	write := func(b int, kind int) {
-		fillPattern(r, buf, kind)
+		blockcachetest.Fill(r, buf, kind)
 		if err := v.WriteAt(ctx, buf, int64(b)*int64(bs), false); err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +155,7 @@ func TestMinIOGCRounds(t *testing.T) {
 		newModel(t, filepath.Join(t.TempDir(), "b"), 2<<20, snapshot.MinBlockSize, snapshot.CodecLZ4),
 	}
 	shared := make([]byte, snapshot.MinBlockSize)
-	fillPattern(r, shared, 1)
+	blockcachetest.Fill(r, shared, 1)
 	type kept struct {
 		id  string
 		img []byte

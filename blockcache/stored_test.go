@@ -79,7 +79,7 @@ func snapshotScenario(t *testing.T, e *env, size int64, bs int, codec snapshot.C
 	}
 	// A volume made from a snapshot snapshots incrementally on it.
 	p := make([]byte, 4096)
-	fillPattern(r, p, 0)
+	blockcachetest.Fill(r, p, 0)
 	if err := v1.WriteAt(ctx, p, 4096, true); err != nil {
 		t.Fatal(err)
 	}
