@@ -58,28 +58,11 @@ func (d *Disk) maxCompare() uint32 {
 // the bitwise OR of its contents and the data sent, atomically with respect
 // to other writes.
 func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
-	if err := protectField(&c); err != nil {
+	p, off, unlock, err := d.lockWriteRange(cmd, &c, c.LBA, c.Length)
+	if err != nil || unlock == nil {
 		return 0, err
 	}
-	lba, n := c.LBA, c.Length
-	if err := d.checkXfer(lba, n); err != nil {
-		return 0, err
-	}
-	if err := d.writable(); err != nil {
-		return 0, err
-	}
-	size := int64(n) << d.bsShift
-	p := cmd.DataOut
-	if int64(len(p)) > size {
-		p = p[:size]
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	off := int64(lba) << d.bsShift
-	m := d.stripeMask(off, int64(len(p)))
-	d.lockStripes(m, true)
-	defer d.unlockStripes(m, true)
+	defer unlock()
 	buf := make([]byte, (len(p)+d.bs-1)&^(d.bs-1))
 	if err := d.dev.ReadAt(ctx, buf, off); err != nil {
 		return 0, ioErr(ASCUnrecoveredReadError, err)
@@ -91,20 +74,20 @@ func opOrWrite(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
 	return 0, d.writeLocked(ctx, buf, off, fua)
 }
 
-// opWriteAtomic serves WRITE ATOMIC(16) (SBC-4): a write that other
-// commands see either completely or not at all. It runs under the exclusive
-// stripe locks of its range, which every read and write of the disk
-// respects.
-func opWriteAtomic(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
-	if err := protectField(&c); err != nil {
-		return 0, err
+// lockWriteRange checks a write-type command of n blocks at lba (protection
+// field, range, write protection), cuts the data-out buffer to the CDB's
+// length and takes the exclusive stripe locks of the range. It returns the
+// data, its byte offset and the unlock function; a nil unlock with a nil
+// error means there is nothing to write.
+func (d *Disk) lockWriteRange(cmd *Command, c *CDB, lba uint64, n uint32) ([]byte, int64, func(), error) {
+	if err := protectField(c); err != nil {
+		return nil, 0, nil, err
 	}
-	lba, n := c.LBA, uint32(c.Uint16(12))
 	if err := d.checkXfer(lba, n); err != nil {
-		return 0, err
+		return nil, 0, nil, err
 	}
 	if err := d.writable(); err != nil {
-		return 0, err
+		return nil, 0, nil, err
 	}
 	size := int64(n) << d.bsShift
 	p := cmd.DataOut
@@ -112,12 +95,24 @@ func opWriteAtomic(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, erro
 		p = p[:size]
 	}
 	if len(p) == 0 {
-		return 0, nil
+		return nil, 0, nil, nil
 	}
 	off := int64(lba) << d.bsShift
 	m := d.stripeMask(off, int64(len(p)))
 	d.lockStripes(m, true)
-	defer d.unlockStripes(m, true)
+	return p, off, func() { d.unlockStripes(m, true) }, nil
+}
+
+// opWriteAtomic serves WRITE ATOMIC(16) (SBC-4): a write that other
+// commands see either completely or not at all. It runs under the exclusive
+// stripe locks of its range, which every read and write of the disk
+// respects.
+func opWriteAtomic(d *Disk, ctx context.Context, cmd *Command, c CDB) (int, error) {
+	p, off, unlock, err := d.lockWriteRange(cmd, &c, c.LBA, uint32(c.Uint16(12)))
+	if err != nil || unlock == nil {
+		return 0, err
+	}
+	defer unlock()
 	fua := c.Flags&flagFUA != 0 || !d.wce.Load()
 	return 0, d.writeLocked(ctx, p, off, fua)
 }
