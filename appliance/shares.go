@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -193,13 +194,7 @@ func (m *shareManager) CreateShare(ctx context.Context, req api.CreateShare) (ap
 
 // ListShares implements control.Shares.
 func (m *shareManager) ListShares(ctx context.Context) ([]api.Share, error) {
-	m.mu.Lock()
-	recs := make([]shareRecord, 0, len(m.shares))
-	for _, r := range m.shares {
-		recs = append(recs, r)
-	}
-	m.mu.Unlock()
-	slices.SortFunc(recs, func(a, b shareRecord) int { return strings.Compare(a.Name, b.Name) })
+	recs := sortedValues(&m.mu, m.shares)
 	out := make([]api.Share, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, m.toAPI(r))
@@ -335,3 +330,14 @@ func (d *Daemon) onMount(ev nfs.MountEvent) {
 
 // bucketsDir holds the embedded store's other buckets.
 const bucketsDir = "buckets"
+
+// sortedValues returns a map's values in key order, read under mu.
+func sortedValues[V any](mu *sync.Mutex, m map[string]V) []V {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]V, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
+	}
+	return out
+}

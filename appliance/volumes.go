@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -417,13 +416,7 @@ func (m *volumeManager) CreateVolume(ctx context.Context, req api.CreateVolume) 
 
 // ListVolumes implements control.Volumes.
 func (m *volumeManager) ListVolumes(ctx context.Context) ([]api.Volume, error) {
-	m.mu.Lock()
-	vols := make([]*openVolume, 0, len(m.volumes))
-	for _, v := range m.volumes {
-		vols = append(vols, v)
-	}
-	m.mu.Unlock()
-	slices.SortFunc(vols, func(a, b *openVolume) int { return strings.Compare(a.rec.Name, b.rec.Name) })
+	vols := sortedValues(&m.mu, m.volumes)
 	out := make([]api.Volume, 0, len(vols))
 	for _, v := range vols {
 		out = append(out, m.toAPI(v))
