@@ -26,6 +26,7 @@ const deletedLen = 0xFFFFFFFF
 // append-only log of (id, path) records in the state directory, replayed at
 // start, so handles survive restarts and renames keep a file's id.
 type handleIndex struct {
+	syncMu sync.Mutex // held by sync
 	mu     sync.Mutex
 	f      *os.File
 	next   uint64
@@ -179,11 +180,26 @@ func (h *handleIndex) rename(from, to string) {
 	}
 }
 
-// sync makes the log durable.
+// sync makes the log durable. Lookups and appends go on while the file is
+// synced; syncMu keeps one sync at a time, so a caller that finds the log
+// clean knows that an earlier sync covered every record written before.
 func (h *handleIndex) sync() error {
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.syncLocked()
+	dirty := h.dirty
+	h.dirty = false
+	h.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := h.f.Sync(); err != nil {
+		h.mu.Lock()
+		h.dirty = true
+		h.mu.Unlock()
+		return fmt.Errorf("handle index: %w", err)
+	}
+	return nil
 }
 
 func (h *handleIndex) syncLocked() error {
