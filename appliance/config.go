@@ -74,6 +74,9 @@ type NFSConfig struct {
 	// SettleTime uploads a written file this long after its last write
 	// when the client sends no COMMIT (default 3s).
 	SettleTime time.Duration `yaml:"settle_time"`
+	// UploadHold is the longest a file ready for upload waits while NFS
+	// clients keep the gateway busy (default 10s; negative: never waits).
+	UploadHold time.Duration `yaml:"upload_hold"`
 }
 
 // AuditConfig configures the audit trail (always on for management

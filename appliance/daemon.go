@@ -439,6 +439,7 @@ func (d *Daemon) openNFS(log *slog.Logger) error {
 		CacheSize:   d.cfg.NFS.CacheSize,
 		MetadataTTL: d.cfg.NFS.MetadataTTL,
 		SettleTime:  d.cfg.NFS.SettleTime,
+		UploadHold:  d.cfg.NFS.UploadHold,
 		PortmapAddr: pmap,
 		OnUpload:    d.onUpload,
 		OnMount:     d.onMount,

@@ -121,6 +121,9 @@ type cfile struct {
 	// carries it for durability.
 	inMem bool
 	mem   []byte
+	// charged is what the file counts against Config.CacheSize (see
+	// recharge).
+	charged int64
 	// inflight maps blocks being fetched to a channel closed when done;
 	// epoch changes when cached data is dropped, so a fetch that finishes
 	// afterwards does not mark its blocks present.
@@ -274,12 +277,20 @@ func (x *share) restore(rec *record) (*cfile, error) {
 	return f, nil
 }
 
+// recharge brings what f counts against the cache bound up to date: its
+// present blocks, but no more than its size rounded up to 4 KiB, so that a
+// small file counts its bytes and not a whole block (f.mu held).
+func (f *cfile) recharge() {
+	c := min(f.present.count()*blockSize, (f.a.size+4095)&^4095)
+	f.x.srv.cache.add(c - f.charged)
+	f.charged = c
+}
+
 // removeData deletes the cached data and journal (f.mu held).
 func (f *cfile) removeData() {
-	x := f.x
-	x.srv.cache.add(-f.present.count() * blockSize)
 	f.present, f.dirty = nil, nil
 	f.inMem, f.mem = false, nil
+	f.recharge()
 	f.epoch++
 	os.Remove(f.dataPath())
 }
@@ -308,7 +319,7 @@ func (x *share) recover(latest map[uint64]*record) {
 			x.handles.appendLocked(id, f.path, false)
 		}
 		x.handles.mu.Unlock()
-		x.srv.cache.add(f.present.count() * blockSize)
+		f.recharge()
 		x.mu.Lock()
 		x.files[id] = f
 		x.mu.Unlock()
@@ -544,15 +555,12 @@ func (f *cfile) transfer(ctx context.Context, runs [][2]int64) error {
 	if epoch != f.epoch {
 		return nil // dropped meanwhile: the caller looks again
 	}
-	added := int64(0)
 	for _, r := range runs {
 		for b := r[0]; b < r[1]; b++ {
-			if f.present.set(b) {
-				added++
-			}
+			f.present.set(b)
 		}
 	}
-	f.x.srv.cache.add(added * blockSize)
+	f.recharge()
 	return nil
 }
 
@@ -646,13 +654,10 @@ func (f *cfile) prefetchRun(run [2]int64) {
 		if err != nil || epoch != f.epoch {
 			return
 		}
-		added := int64(0)
 		for b := run[0]; b < run[1]; b++ {
-			if f.present.set(b) {
-				added++
-			}
+			f.present.set(b)
 		}
-		s.cache.add(added * blockSize)
+		f.recharge()
 	}()
 }
 
@@ -755,17 +760,14 @@ func (f *cfile) writeAt(ctx context.Context, off int64, data []byte, sync bool) 
 // wrote updates the state after data was written to [off, end) (f.mu
 // held).
 func (f *cfile) wrote(off, end int64, sync bool) (attrs, error) {
-	added := int64(0)
 	for b := off / blockSize; b <= (end-1)/blockSize && end > off; b++ {
-		if f.present.set(b) {
-			added++
-		}
+		f.present.set(b)
 		f.dirty.set(b)
 	}
-	f.x.srv.cache.add(added * blockSize)
 	if end > f.a.size {
 		f.a.size = end
 	}
+	f.recharge()
 	now := time.Now()
 	f.a.mtime, f.a.ctime = now, now
 	f.dataDirty = true
@@ -797,6 +799,7 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 			f.mem = f.mem[:size]
 		}
 		f.a.size = size
+		f.recharge()
 		f.dataDirty = true
 		f.gen++
 		f.lastWrite = time.Now()
@@ -806,10 +809,8 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 		// Base data beyond the new end must never come back.
 		f.baseSize = min(f.baseSize, size)
 		f.lowWater = min(f.lowWater, size)
-		n := f.present.count()
 		f.present.clearFrom((size + blockSize - 1) / blockSize)
 		f.dirty.clearFrom((size + blockSize - 1) / blockSize)
-		f.x.srv.cache.add((f.present.count() - n) * blockSize)
 	}
 	// The data file never extends past the file size, so growing it reads
 	// zeros; a partly cached last block keeps fetching its base part.
@@ -817,6 +818,7 @@ func (f *cfile) truncate(ctx context.Context, size int64) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	f.a.size = size
+	f.recharge()
 	f.dataDirty = true
 	f.gen++
 	f.lastWrite = time.Now()

@@ -139,6 +139,7 @@ func (s *Server) dispatch(ctx context.Context, client netip.Addr, call rpc.Call)
 		if call.Cred.Flavor != rpc.AuthNull && call.Cred.Flavor != rpc.AuthUnix {
 			return rpc.AuthErrorReply(call.XID, rpc.AuthTooWeak)
 		}
+		s.uploads.calls.Add(1)
 		return s.nfsCall(ctx, client, call)
 	}
 	return rpc.AcceptedReply(call.XID, rpc.ProgUnavail, nil)

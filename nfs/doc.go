@@ -76,6 +76,15 @@
 // beyond; when only part of a large object changed, the unchanged parts are
 // copied server-side (UploadPartCopy) from the previous version.
 //
+// Uploads give way to clients: while clients keep the server busy (at
+// least 32 NFS calls in the last 250 ms), a file ready for upload waits,
+// at most UploadHold (10 s) after its last write, and is uploaded as soon
+// as the clients pause. Its data is durable in the cache already, so a
+// burst of writes runs at local speed instead of sharing the CPUs with its
+// own uploads (and with the object store, when that runs on the same
+// machine); the uploads follow right after it. Under sustained load the
+// uploads run UploadHold behind the writes. Shutdown never waits.
+//
 // Durability: each share has a journal (wal.go) in CacheDir. COMMIT and
 // stable WRITEs append the file's state (attributes, which blocks are
 // present and dirty, and the data itself for files up to 256 KiB) and

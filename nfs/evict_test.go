@@ -80,3 +80,47 @@ func TestEviction(t *testing.T) {
 		t.Fatal("clean0 wrong after eviction")
 	}
 }
+
+// TestCacheChargesBytes checks that small files count their size against
+// the cache bound, not a whole 1 MiB block each, and that truncating,
+// growing and uploading files keep the count exact.
+func TestCacheChargesBytes(t *testing.T) {
+	ts := startServer(t, nil)
+	cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
+	root := mount(t, cl)
+	used := func() int64 { return ts.cache.used.Load() }
+	steps := []struct {
+		name string
+		do   func(fh []byte) error
+		want int64
+	}{
+		{"write 5 bytes", func(fh []byte) error { return cl.Write(fh, 0, []byte("hello"), 0) }, 4096},
+		{"grow to 10000 bytes", func(fh []byte) error { return cl.Write(fh, 9995, []byte("world"), 0) }, 12288},
+		{"grow past 1 MiB (spilled to a data file)", func(fh []byte) error {
+			return cl.Write(fh, 1<<20, randomBytes(300000), 0)
+		}, 1<<20 + 303104},
+		{"truncate to 100 bytes", func(fh []byte) error { return cl.Setattr(fh, -1, 100) }, 4096},
+		{"upload", func(fh []byte) error {
+			if err := cl.Commit(fh); err != nil {
+				return err
+			}
+			ts.waitUpload(t, "f")
+			return nil
+		}, -1},
+	}
+	fh, err := cl.Create(root, "f", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range steps {
+		if err := st.do(fh); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if st.want >= 0 && used() != st.want {
+			t.Errorf("after %s: cache counts %d bytes, want %d", st.name, used(), st.want)
+		}
+		if st.want < 0 && used() > 4096 {
+			t.Errorf("after %s: cache counts %d bytes, want at most 4096", st.name, used())
+		}
+	}
+}

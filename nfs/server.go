@@ -49,6 +49,11 @@ type Config struct {
 	// OnUpload, when set, is called (from an upload worker; it must not
 	// block for long) after each file is uploaded.
 	OnUpload func(UploadEvent)
+	// UploadHold is the longest a file ready for upload waits while
+	// clients keep the server busy (foreground first: see "Caching and
+	// uploads" in the package documentation). Default 10 s; negative:
+	// uploads never wait for clients.
+	UploadHold time.Duration
 	// UploadConcurrency is the number of files uploaded at once, and the
 	// number of parts of one multipart upload sent at once. Default 8.
 	UploadConcurrency int
@@ -188,6 +193,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.UploadConcurrency <= 0 {
 		cfg.UploadConcurrency = 8
+	}
+	if cfg.UploadHold == 0 {
+		cfg.UploadHold = 10 * time.Second
 	}
 	if cfg.PartSize <= 0 {
 		cfg.PartSize = 16 << 20

@@ -9,15 +9,36 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/objstore"
+)
+
+// Foreground first: while clients keep the server busy (at least busyCalls
+// NFS calls in the last busyWindow), a file ready for upload waits, up to
+// Config.UploadHold after its last write, so the uploads' CPU (and the
+// object store's, when it runs on the same machine) does not slow the
+// clients down. Its data is already durable in the cache; a burst of writes
+// is absorbed at local speed and uploaded right after it. Shutdown's drain
+// never waits. (The hold is bounded in time, not by cache use: cache use is
+// counted in whole blocks, which would end it after a few thousand small
+// files.)
+const (
+	busyWindow = 250 * time.Millisecond
+	busyCalls  = 32 // 128 calls a second
+	busySlots  = 5  // the window is sampled in busySlots steps
 )
 
 // uploader runs the upload workers, the settle scanner and the evictor.
 type uploader struct {
 	s *Server
 	q chan *cfile
+
+	nextEvict time.Time     // run loop only: see evictNow
+	calls     atomic.Uint64 // NFS calls received (counted by dispatch)
+	busy      atomic.Bool   // clients sent busyCalls in the last busyWindow
+	flushing  atomic.Bool   // shutdown drain: nothing waits
 }
 
 func newUploader(s *Server) *uploader {
@@ -57,6 +78,7 @@ func (u *uploader) run(quit <-chan struct{}) {
 				case <-ctx.Done():
 					return
 				case f := <-u.q:
+					u.hold(ctx, f)
 					u.uploadOne(ctx, f)
 				}
 			}
@@ -64,15 +86,58 @@ func (u *uploader) run(quit <-chan struct{}) {
 	}
 	tick := time.NewTicker(min(u.s.cfg.SettleTime/4+time.Millisecond, time.Second))
 	defer tick.Stop()
+	busyTick := time.NewTicker(busyWindow / busySlots)
+	defer busyTick.Stop()
+	var (
+		seen [busySlots]uint64 // call counts at the last busySlots ticks
+		slot int
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			return
+		case <-busyTick.C:
+			n := u.calls.Load()
+			u.busy.Store(n-seen[slot] >= busyCalls)
+			seen[slot] = n
+			slot = (slot + 1) % busySlots
 		case <-tick.C:
 			u.scan(false)
+			if c := u.s.cache; c.used.Load() > c.limit {
+				u.evictNow()
+			}
 		case <-u.s.cache.wake:
-			u.evict()
+			u.evictNow()
+		}
+	}
+}
+
+// hold waits while clients keep the server busy, at most until
+// Config.UploadHold after f's last write (see busyWindow).
+func (u *uploader) hold(ctx context.Context, f *cfile) {
+	if u.s.cfg.UploadHold < 0 {
+		return
+	}
+	f.mu.Lock()
+	until := f.lastWrite.Add(u.s.cfg.UploadHold)
+	f.mu.Unlock()
+	var t *time.Timer
+	for u.busy.Load() && !u.flushing.Load() {
+		wait := min(time.Until(until), busyWindow/busySlots)
+		if wait <= 0 {
+			return
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+			defer t.Stop()
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -123,6 +188,7 @@ func (u *uploader) scan(force bool) int {
 // drain uploads every pending file of shares, until none is left or ctx
 // ends.
 func (u *uploader) drain(ctx context.Context, shares []*share) error {
+	u.flushing.Store(true)
 	for {
 		if u.scan(true) == 0 {
 			return nil
@@ -147,9 +213,21 @@ func (u *uploader) uploadOne(ctx context.Context, f *cfile) {
 	}
 }
 
+// evictNow evicts, unless the last pass found too little clean data to get
+// under the bound less than a second ago: dirty data beyond the bound would
+// otherwise have every write rescan all files.
+func (u *uploader) evictNow() {
+	if time.Now().Before(u.nextEvict) {
+		return
+	}
+	if !u.evict() {
+		u.nextEvict = time.Now().Add(time.Second)
+	}
+}
+
 // evict drops least recently used clean files until the cache is under
-// nine tenths of its limit.
-func (u *uploader) evict() {
+// nine tenths of its limit, and reports whether it got there.
+func (u *uploader) evict() bool {
 	c := u.s.cache
 	target := c.limit / 10 * 9
 	type cand struct {
@@ -172,7 +250,7 @@ func (u *uploader) evict() {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].t.Before(cands[j].t) })
 	for _, cd := range cands {
 		if c.used.Load() <= target {
-			return
+			return true
 		}
 		cd.x.mu.Lock()
 		if cd.f.mu.TryLock() {
@@ -185,6 +263,7 @@ func (u *uploader) evict() {
 		}
 		cd.x.mu.Unlock()
 	}
+	return c.used.Load() <= target
 }
 
 // upload sends f's pending changes to the store: metadata only with a
@@ -316,8 +395,8 @@ func (x *share) uploadHeld(ctx context.Context, f *cfile) error {
 		f.dirty = nil
 		if f.inMem {
 			// Uploaded: the store holds the data now, reads fetch it.
-			f.x.srv.cache.add(-f.present.count() * blockSize)
 			f.inMem, f.mem, f.present = false, nil, nil
+			f.recharge()
 		}
 	}
 	if !f.gone {
