@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,7 +56,32 @@ func serve(args []string) error {
 	dir := fs.String("dir", "", "state and cache directory")
 	listen := fs.String("listen", "127.0.0.1:0", "NFS address")
 	verbose := fs.Bool("v", false, "log to stderr")
+	uploadWorkers := fs.Int("upload-workers", 0, "files uploaded at once (0: the server's default)")
+	mutexProfile := fs.String("mutexprofile", "", "write mutex (and, with .block appended, blocking) profiles here at exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	fs.Parse(args)
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	if *mutexProfile != "" {
+		runtime.SetMutexProfileFraction(5)
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		defer func() {
+			for name, suffix := range map[string]string{"mutex": "", "block": ".block"} {
+				if pf, err := os.Create(*mutexProfile + suffix); err == nil {
+					pprof.Lookup(name).WriteTo(pf, 0)
+					pf.Close()
+				}
+			}
+		}()
+	}
 	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: *endpoint, Bucket: *bucket,
 		Credentials: credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")})
 	if err != nil {
@@ -75,7 +102,7 @@ func serve(args []string) error {
 		fmt.Printf("UPLOADED %s %d\n", ev.Path, ev.Size)
 	}
 	srv, err := nfs.NewServer(nfs.Config{Logger: log, StateDir: *dir + "/state", CacheDir: *dir + "/cache",
-		CacheSize: 8 << 30, OnUpload: onUpload})
+		CacheSize: 8 << 30, OnUpload: onUpload, UploadConcurrency: *uploadWorkers})
 	if err != nil {
 		return err
 	}
