@@ -386,7 +386,7 @@ func CreateStoredFromSnapshot(ctx context.Context, dir string, cat *snapshot.Cat
 	}
 	meta := volumeMeta{Version: 1, Name: cfg.Name, Size: in.Size, BlockSize: in.BlockSize, Codec: codec, Base: id, Created: time.Now().UTC()}
 	err = initVolumeDir(dir, meta, func(f *os.File) error {
-		_, err := cat.Restore(ctx, id, f)
+		_, err := cat.RestoreInto(ctx, id, f)
 		return err
 	})
 	if err != nil {

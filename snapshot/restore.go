@@ -82,21 +82,28 @@ func (c *Catalog) RestoreToFile(ctx context.Context, id, path string) (res Resto
 	if err := f.Truncate(in.Size); err != nil {
 		return RestoreResult{}, fmt.Errorf("restore target: %w", err)
 	}
-	w := restoreWriter{f: f}
-	// Whole aligned blocks go to the disk directly (O_DIRECT): no copy into
-	// the page cache, and nothing left for the final fsync to flush. File
-	// systems without O_DIRECT (tmpfs) get buffered writes.
-	if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
-		w.direct = d
-		defer d.Close()
-	}
-	if res, err = c.Restore(ctx, id, w); err != nil {
+	if res, err = c.RestoreInto(ctx, id, f); err != nil {
 		return res, err
 	}
 	if err := f.Sync(); err != nil {
 		return res, fmt.Errorf("restore target: %w", err)
 	}
 	return res, nil
+}
+
+// RestoreInto restores a snapshot into f, an open file (by the name it was
+// opened with) that reads as zeros where nothing is written, like Restore.
+// Whole aligned blocks go to the disk directly (O_DIRECT): no copy into the
+// page cache, and nothing left for the caller's fsync to flush; the rest,
+// and everything on file systems without O_DIRECT (tmpfs), is written
+// buffered with write-back started at once. The caller syncs f.
+func (c *Catalog) RestoreInto(ctx context.Context, id string, f *os.File) (RestoreResult, error) {
+	w := restoreWriter{f: f}
+	if d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		w.direct = d
+		defer d.Close()
+	}
+	return c.Restore(ctx, id, w)
 }
 
 // directAlign is the alignment O_DIRECT writes need here: offset, length
