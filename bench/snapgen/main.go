@@ -393,7 +393,8 @@ func runRestore(ctx context.Context, args []string) error {
 	return nil
 }
 
-// restoreNoSync restores into a new file without the final fsync.
+// restoreNoSync restores into a new file the way RestoreToFile does
+// (RestoreInto), without the final fsync.
 func restoreNoSync(ctx context.Context, cat *snapshot.Catalog, id, path string) (snapshot.RestoreResult, error) {
 	in, err := cat.Get(ctx, id)
 	if err != nil {
@@ -407,7 +408,7 @@ func restoreNoSync(ctx context.Context, cat *snapshot.Catalog, id, path string) 
 	if err := f.Truncate(in.Size); err != nil {
 		return snapshot.RestoreResult{}, err
 	}
-	return cat.Restore(ctx, id, f)
+	return cat.RestoreInto(ctx, id, f)
 }
 
 func runDU(ctx context.Context, args []string) error {
