@@ -3,8 +3,10 @@ package nfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/sluicegw/sluice/nfs/internal/rpc"
@@ -306,18 +308,36 @@ func nfsRead(r *request, e *rpc.Encoder) error {
 	if err := r.done(); err != nil {
 		return err
 	}
-	bp := r.x.srv.bufs.Get().(*[]byte)
-	defer r.x.srv.bufs.Put(bp)
-	b, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, (*bp)[:n], r.who)
+	// The data is read straight into its place in the reply, behind the
+	// post-op attributes, count, eof and opaque length (readHeader bytes),
+	// instead of into a buffer that is then copied.
+	start := len(e.B)
+	e.B = slices.Grow(e.B, readHeader+int(n)+3)
+	dst := e.B[start+readHeader : start+readHeader+int(n)]
+	b, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, dst, r.who)
 	if err != nil {
 		return err
 	}
 	r.x.putPostOp(e, r.id, a, true)
 	e.Uint32(uint32(len(b)))
 	e.Bool(eof)
-	e.Opaque(b)
+	e.Uint32(uint32(len(b)))
+	if len(e.B) != start+readHeader {
+		return fmt.Errorf("READ reply header of %d bytes, want %d", len(e.B)-start, readHeader)
+	}
+	data := e.B[len(e.B) : len(e.B)+len(b)]
+	if len(b) > 0 && &b[0] != &data[0] {
+		copy(data, b) // not read in place (a read that returned another slice)
+	}
+	e.B = e.B[:len(e.B)+len(b)]
+	e.B = append(e.B, make([]byte, (4-len(b)%4)%4)...)
 	return nil
 }
+
+// readHeader is the size of a successful READ reply before its data:
+// post_op_attr (a bool and an 84-byte fattr3), count, eof and the opaque's
+// length.
+const readHeader = 4 + 84 + 4 + 4 + 4
 
 // stable_how values of WRITE.
 const (
