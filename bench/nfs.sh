@@ -11,12 +11,16 @@
 # miss: ranged GETs from MinIO); then creation of FILES files of 4 KiB
 # (CREATE+WRITE+COMMIT each) by nfs/internal/nfsbench with WORKERS parallel
 # connections (rate as the client sees it, and until all are in MinIO).
-# Usage: bench/nfs.sh            (SIZE_MB=1024 FILES=10000 WORKERS=16)
+# Each large-file copy is made REPEAT times (default 3) for both servers and
+# the best counts: single copies varied by 2-3x from run to run on this VM,
+# for either server.
+# Usage: bench/nfs.sh            (SIZE_MB=1024 FILES=10000 WORKERS=16 REPEAT=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-1024}
 FILES=${FILES:-10000}
 WORKERS=${WORKERS:-16}
+REPEAT=${REPEAT:-3} # large-file copies per measurement; the best counts
 MINIO_BIN="${MINIO_BIN:-$(command -v minio || echo "$HOME/.cache/sluice-tools/bin/minio")}"
 TMP=$(mktemp -d /var/tmp/sluice-nfsbench.XXXXXX)
 PIDS=()
@@ -71,29 +75,51 @@ wait_uploads() { # $1 path prefix, $2 count, $3 log generation
 	while [ "$(uploads "$1" "$3")" -lt "$2" ]; do sleep 0.05; done
 }
 
+# cp_best copies $1 to $2 REPEAT times and prints the best MiB/s; a
+# destination containing @ gets the repetition number there (nfs-cp does
+# not overwrite), a local destination is removed after each copy (and
+# compared with big.bin first). Dirty pages are flushed (sync) before each
+# copy, so that neither server is timed while the kernel writes back what
+# an earlier step (or MinIO) wrote.
+cp_best() {
+	local best=0 i dst t0 t1 r
+	for i in $(seq "$REPEAT"); do
+		dst=${2//@/$i}
+		sync # no dirty pages of an earlier step flushed while timing
+		t0=$(now); nfs-cp "$1" "$dst" >/dev/null; t1=$(now)
+		r=$(mbps "$SIZE_MB" "$t0" "$t1")
+		[ "$r" -gt "$best" ] && best=$r
+		if [ "${dst#nfs:}" = "$dst" ]; then
+			cmp -s "$TMP/big.bin" "$dst" || { echo "read back of $1 differs" >&2; exit 1; }
+			rm -f "$dst"
+		fi
+	done
+	echo "$best"
+}
+
 drv_read() { # $1 port, $2 depth, [$3 mount port, $4 export]
 	"$TMP/nfsbench" readfile -addr "127.0.0.1:$1" -depth "$2" ${3:+-mountaddr 127.0.0.1:$3} ${4:+-export $4} | awk '/^READ/ { printf "%.0f", $4 }'
 }
 
 start_sluice 1
 U="nfs://127.0.0.1/share/big.bin?nfsport=$SPORT&mountport=$SPORT"
+sync
 t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now)
-S_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
 wait_uploads big.bin 1 1; t2=$(now)
 S_WRITE_S3=$(mbps "$SIZE_MB" "$t0" "$t2")
-t0=$(now); nfs-cp "$U" "$BACK" >/dev/null; t1=$(now)
-S_HIT=$(mbps "$SIZE_MB" "$t0" "$t1")
-cmp -s "$TMP/big.bin" "$BACK" || { echo "sluice: read back differs" >&2; exit 1; }
-rm -f "$BACK"
+S_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
+if [ "$REPEAT" -gt 1 ]; then # more copies, to other names
+	W=$(REPEAT=$((REPEAT - 1)) cp_best "$TMP/big.bin" "nfs://127.0.0.1/share/big@.bin?nfsport=$SPORT&mountport=$SPORT")
+	[ "$W" -gt "$S_WRITE" ] && S_WRITE=$W
+	wait_uploads big "$REPEAT" 1
+fi
+S_HIT=$(cp_best "$U" "$BACK")
 S_HIT_D1=$(drv_read "$SPORT" 1)
 S_HIT_D4=$(drv_read "$SPORT" 4)
 stop_sluice # uploads what is left, then exits
 start_sluice 2 # empty cache
 U="nfs://127.0.0.1/share/big.bin?nfsport=$SPORT&mountport=$SPORT"
-t0=$(now); nfs-cp "$U" "$BACK" >/dev/null; t1=$(now)
-S_MISS=$(mbps "$SIZE_MB" "$t0" "$t1")
-cmp -s "$TMP/big.bin" "$BACK" || { echo "sluice: cache-miss read differs" >&2; exit 1; }
-rm -f "$BACK"
+S_MISS=$(REPEAT=1 cp_best "$U" "$BACK") # a second copy would be a cache hit
 stop_sluice
 start_sluice 3 # empty cache again
 S_MISS_D4=$(drv_read "$SPORT" 4)
@@ -128,11 +154,9 @@ CONF
 	waitport "$GPORT"
 	sleep 2
 	U="nfs://127.0.0.1$TMP/peer/big.bin?nfsport=$GPORT&mountport=$GMPORT"
-	t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now)
-	P_WRITE=$(mbps "$SIZE_MB" "$t0" "$t1")
-	t0=$(now); nfs-cp "$U" "$BACK" >/dev/null; t1=$(now)
-	P_HIT=$(mbps "$SIZE_MB" "$t0" "$t1")
-	rm -rf "${BACKDIR:-}"
+	P_WRITE=$(cp_best "$TMP/big.bin" "nfs://127.0.0.1$TMP/peer/big@.bin?nfsport=$GPORT&mountport=$GMPORT")
+	t0=$(now); nfs-cp "$TMP/big.bin" "$U" >/dev/null; t1=$(now) # the file the reads read
+	P_HIT=$(cp_best "$U" "$BACK")
 	P_HIT_D1=$(drv_read "$GPORT" 1 "$GMPORT" "$TMP/peer")
 	P_HIT_D4=$(drv_read "$GPORT" 4 "$GMPORT" "$TMP/peer")
 	P_FILES=$("$TMP/nfsbench" smallfiles -addr "127.0.0.1:$GPORT" -mountaddr "127.0.0.1:$GMPORT" -export "$TMP/peer" \
