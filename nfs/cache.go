@@ -663,17 +663,22 @@ func (f *cfile) prefetchRun(run [2]int64) {
 
 // readAt reads up to len(buf) bytes at off from a cached file into buf and
 // returns them.
-func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool, attrs, error) {
+//
+// With tail, data that would come from the data file is not read: the open
+// data file is returned instead (the caller closes it) and the returned
+// slice is buf cut to the length to send from it at off; past the data
+// file's end it reads as zeros.
+func (f *cfile) readAt(ctx context.Context, off int64, buf []byte, tail bool) ([]byte, *os.File, bool, attrs, error) {
 	f.mu.Lock()
 	f.lastUse = time.Now()
 	if off >= f.a.size {
 		a := f.attrsLocked()
 		f.mu.Unlock()
-		return nil, true, a, nil
+		return nil, nil, true, a, nil
 	}
 	if err := f.fetch(ctx, off, min(f.a.size, off+int64(len(buf))), f.x.srv.cfg.ReadAhead); err != nil {
 		f.mu.Unlock()
-		return nil, false, attrs{}, err
+		return nil, nil, false, attrs{}, err
 	}
 	size := f.a.size // fetch may have let a truncate in
 	end := max(off, min(size, off+int64(len(buf))))
@@ -686,7 +691,7 @@ func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool
 		}
 		clear(buf[n:])
 		f.mu.Unlock()
-		return buf, end == size, a, nil
+		return buf, nil, end == size, a, nil
 	}
 	// The data file is opened under the lock and read without it, so
 	// READs of one file run in parallel; the blocks read are present, and
@@ -696,18 +701,21 @@ func (f *cfile) readAt(ctx context.Context, off int64, buf []byte) ([]byte, bool
 	f.mu.Unlock()
 	if errors.Is(err, os.ErrNotExist) {
 		clear(buf)
-		return buf, end == size, a, nil // all zeros: never written, nothing fetched
+		return buf, nil, end == size, a, nil // all zeros: never written, nothing fetched
 	}
 	if err != nil {
-		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
+		return nil, nil, false, attrs{}, fmt.Errorf("cache: %w", err)
+	}
+	if tail && len(buf) > 0 {
+		return buf, df, end == size, a, nil
 	}
 	defer df.Close()
 	m, err := df.ReadAt(buf, off)
 	if err != nil && err != io.EOF {
-		return nil, false, attrs{}, fmt.Errorf("cache: %w", err)
+		return nil, nil, false, attrs{}, fmt.Errorf("cache: %w", err)
 	}
 	clear(buf[m:]) // a sparse tail past the data file's end reads as zeros
-	return buf, end == size, a, nil
+	return buf, nil, end == size, a, nil
 }
 
 // writeAt writes data at off. With sync the data and journal are durable

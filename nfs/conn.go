@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -42,12 +43,18 @@ func (s *Server) serveConn(c net.Conn) {
 	client := addrOf(c.RemoteAddr())
 	log := s.log.With("client", c.RemoteAddr().String())
 	var wmu sync.Mutex
-	send := func(reply []byte) {
+	send := func(rep reply) {
 		wmu.Lock()
 		defer wmu.Unlock()
 		_ = c.SetWriteDeadline(time.Now().Add(time.Minute))
-		if _, err := c.Write(reply); err != nil {
+		if _, err := c.Write(rep.b); err != nil {
 			c.Close()
+		}
+		if rep.tail != nil {
+			if err := sendTail(c, rep.tail); err != nil {
+				log.Debug("closing connection: READ data not sent", "err", err)
+				c.Close()
+			}
 		}
 	}
 	var inflight sync.WaitGroup
@@ -70,11 +77,11 @@ func (s *Server) serveConn(c net.Conn) {
 			switch {
 			case errors.Is(err, rpc.ErrRPCVersion):
 				s.bufs.Put(bp)
-				send(rpc.RPCMismatchReply(call.XID))
+				send(reply{b: rpc.RPCMismatchReply(call.XID)})
 				continue
 			case errors.Is(err, rpc.ErrBadCred):
 				s.bufs.Put(bp)
-				send(rpc.AuthErrorReply(call.XID, rpc.AuthBadCred))
+				send(reply{b: rpc.AuthErrorReply(call.XID, rpc.AuthBadCred)})
 				continue
 			}
 			s.bufs.Put(bp)
@@ -86,15 +93,17 @@ func (s *Server) serveConn(c net.Conn) {
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			reply := s.dispatch(ctx, client, call)
+			rep := s.dispatch(ctx, client, call)
 			*bp = rec[:0] // the call's arguments are not used after dispatch
 			s.bufs.Put(bp)
-			if reply != nil {
-				send(reply)
-				if cap(reply) >= maxRecord {
-					reply = reply[:0]
-					s.bufs.Put(&reply)
+			if rep.b != nil {
+				send(rep)
+				if cap(rep.b) >= maxRecord {
+					b := rep.b[:0]
+					s.bufs.Put(&b)
 				}
+			} else if rep.tail != nil {
+				rep.tail.f.Close()
 			}
 		}()
 	}
@@ -116,31 +125,66 @@ func addrOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
+// reply is a framed RPC reply, and the READ data to send after it (the
+// record mark counts both).
+type reply struct {
+	b    []byte
+	tail *fileTail
+}
+
+// sendTail sends a READ reply's data from its file (sendfile on TCP),
+// zeros where the file ends before, and the XDR padding; it closes the
+// file. An error leaves the record incomplete: the caller closes the
+// connection.
+func sendTail(w io.Writer, t *fileTail) error {
+	defer t.f.Close()
+	if _, err := t.f.Seek(t.off, io.SeekStart); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	var sent int64
+	var err error
+	if rf, ok := w.(io.ReaderFrom); ok {
+		sent, err = rf.ReadFrom(io.LimitReader(t.f, int64(t.n)))
+	} else {
+		sent, err = io.Copy(w, io.LimitReader(t.f, int64(t.n)))
+	}
+	if err != nil {
+		return err
+	}
+	var zeros [4096]byte
+	for left := int64(t.padded()) - sent; left > 0; left -= min(left, int64(len(zeros))) {
+		if _, err := w.Write(zeros[:min(left, int64(len(zeros)))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // dispatch answers one call and returns the framed reply.
-func (s *Server) dispatch(ctx context.Context, client netip.Addr, call rpc.Call) []byte {
+func (s *Server) dispatch(ctx context.Context, client netip.Addr, call rpc.Call) reply {
 	switch call.Prog {
 	case progPortmap:
 		if call.Vers != versPortmap {
-			return rpc.MismatchReply(call.XID, versPortmap, versPortmap)
+			return reply{b: rpc.MismatchReply(call.XID, versPortmap, versPortmap)}
 		}
-		return s.portmapCall(call)
+		return reply{b: s.portmapCall(call)}
 	case progMount:
 		if call.Vers != versMount {
-			return rpc.MismatchReply(call.XID, versMount, versMount)
+			return reply{b: rpc.MismatchReply(call.XID, versMount, versMount)}
 		}
 		if call.Cred.Flavor != rpc.AuthNull && call.Cred.Flavor != rpc.AuthUnix {
-			return rpc.AuthErrorReply(call.XID, rpc.AuthTooWeak)
+			return reply{b: rpc.AuthErrorReply(call.XID, rpc.AuthTooWeak)}
 		}
-		return s.mountCall(client, call)
+		return reply{b: s.mountCall(client, call)}
 	case progNFS:
 		if call.Vers != versNFS {
-			return rpc.MismatchReply(call.XID, versNFS, versNFS)
+			return reply{b: rpc.MismatchReply(call.XID, versNFS, versNFS)}
 		}
 		if call.Cred.Flavor != rpc.AuthNull && call.Cred.Flavor != rpc.AuthUnix {
-			return rpc.AuthErrorReply(call.XID, rpc.AuthTooWeak)
+			return reply{b: rpc.AuthErrorReply(call.XID, rpc.AuthTooWeak)}
 		}
 		s.uploads.calls.Add(1)
 		return s.nfsCall(ctx, client, call)
 	}
-	return rpc.AcceptedReply(call.XID, rpc.ProgUnavail, nil)
+	return reply{b: rpc.AcceptedReply(call.XID, rpc.ProgUnavail, nil)}
 }

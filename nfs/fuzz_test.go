@@ -1,7 +1,9 @@
 package nfs
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -45,6 +47,25 @@ func checkReply(t *testing.T, reply []byte) {
 	if _, _, err := rpc.ParseReply(reply[4:]); err != nil && len(reply) < 28 {
 		t.Fatalf("malformed reply %x", reply)
 	}
+}
+
+// flatten returns a reply's bytes with its READ data (fileTail) sent
+// after them, and checks that the record mark counts them all.
+func flatten(t testing.TB, rep reply) []byte {
+	t.Helper()
+	if rep.tail == nil {
+		return rep.b
+	}
+	var buf bytes.Buffer
+	buf.Write(rep.b)
+	if err := sendTail(&buf, rep.tail); err != nil {
+		t.Fatalf("sending READ data: %v", err)
+	}
+	b := buf.Bytes()
+	if mark := binary.BigEndian.Uint32(b) &^ (1 << 31); int(mark) != len(b)-4 {
+		t.Fatalf("record mark says %d bytes, %d sent", mark, len(b)-4)
+	}
+	return b
 }
 
 func FuzzPortmapArgs(f *testing.F) {
@@ -107,7 +128,7 @@ func FuzzNFSArgs(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		checkReply(t, s.dispatch(ctx, fuzzClient, rpc.Call{XID: 1, Prog: progNFS, Vers: versNFS, Proc: proc % 24,
-			Cred: rpc.Cred{Flavor: rpc.AuthUnix}, Args: args}))
+		checkReply(t, flatten(t, s.dispatch(ctx, fuzzClient, rpc.Call{XID: 1, Prog: progNFS, Vers: versNFS, Proc: proc % 24,
+			Cred: rpc.Cred{Flavor: rpc.AuthUnix}, Args: args})))
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -46,7 +47,23 @@ type request struct {
 	d    *rpc.Decoder
 	id   uint64 // file id of the first handle
 	path string // its path
+	// tail, when a handler sets it, is sent after the reply (READ data
+	// straight from a cache data file).
+	tail *fileTail
 }
+
+// fileTail is READ data sent from a cache data file after the reply that
+// announces it, with sendfile where the connection supports it, instead of
+// being read into the reply: the page cache goes to the socket without a
+// copy through the server's memory.
+type fileTail struct {
+	f   *os.File // opened for this reply, closed once sent
+	off int64
+	n   int // bytes announced; zeros follow where the data file ends before
+}
+
+// padded is the number of bytes the tail takes on the wire.
+func (t *fileTail) padded() int { return t.n + (4-t.n%4)%4 }
 
 // procInfo describes one procedure: its handler, whether it changes
 // anything (refused on read-only shares), and how many XDR words of
@@ -108,20 +125,23 @@ func procFor(proc uint32) (procInfo, bool) {
 
 // nfsCall answers an NFSv3 call. This is the one place where a handler's
 // error becomes a wire status.
-func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) []byte {
+func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) reply {
 	if call.Proc == procNull {
-		return rpc.AcceptedReply(call.XID, rpc.Success, nil)
+		return reply{b: rpc.AcceptedReply(call.XID, rpc.Success, nil)}
 	}
 	pi, ok := procFor(call.Proc)
 	if !ok {
-		return rpc.AcceptedReply(call.XID, rpc.ProcUnavail, nil)
+		return reply{b: rpc.AcceptedReply(call.XID, rpc.ProcUnavail, nil)}
 	}
 	d := rpc.NewDecoder(call.Args)
 	fh := d.Opaque(64)
 	if d.Err() != nil {
-		return rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)
+		return reply{b: rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)}
 	}
-	var e *rpc.Encoder
+	var (
+		e    *rpc.Encoder
+		tail *fileTail
+	)
 	if call.Proc == procRead || call.Proc == procReaddir || call.Proc == procReaddirplus {
 		// Large replies are built in a recycled buffer (serveConn puts it
 		// back once sent).
@@ -150,13 +170,19 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 			return statusErr(StatusStale, nil)
 		}
 		r := &request{ctx: ctx, x: x, who: x.identity(call.Cred), d: d, id: id, path: p}
-		return pi.fn(r, e)
+		err := pi.fn(r, e)
+		tail = r.tail
+		return err
 	}()
+	if err != nil && tail != nil {
+		tail.f.Close()
+		tail = nil
+	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("nfs call", "proc", call.Proc, "err", err)
 	}
 	if errors.Is(err, errBadArgs) {
-		return rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)
+		return reply{b: rpc.AcceptedReply(call.XID, rpc.GarbageArgs, nil)}
 	}
 	if err != nil {
 		st := statusOf(err)
@@ -173,7 +199,10 @@ func (s *Server) nfsCall(ctx context.Context, client netip.Addr, call rpc.Call) 
 			e.Uint32(0)
 		}
 	}
-	return rpc.FrameRecord(e.B)
+	if tail != nil {
+		return reply{b: rpc.FrameRecordExtra(e.B, tail.padded()), tail: tail}
+	}
+	return reply{b: rpc.FrameRecord(e.B)}
 }
 
 // done checks that the arguments decoded.
@@ -308,13 +337,14 @@ func nfsRead(r *request, e *rpc.Encoder) error {
 	if err := r.done(); err != nil {
 		return err
 	}
-	// The data is read straight into its place in the reply, behind the
-	// post-op attributes, count, eof and opaque length (readHeader bytes),
-	// instead of into a buffer that is then copied.
+	// Data in a cache data file is sent from it after the reply (a
+	// fileTail). Other data is read straight into its place in the reply,
+	// behind the post-op attributes, count, eof and opaque length
+	// (readHeader bytes), instead of into a buffer that is then copied.
 	start := len(e.B)
 	e.B = slices.Grow(e.B, readHeader+int(n)+3)
 	dst := e.B[start+readHeader : start+readHeader+int(n)]
-	b, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, dst, r.who)
+	b, df, eof, a, err := r.x.read(r.ctx, r.id, r.path, off, dst, r.who, true)
 	if err != nil {
 		return err
 	}
@@ -323,7 +353,14 @@ func nfsRead(r *request, e *rpc.Encoder) error {
 	e.Bool(eof)
 	e.Uint32(uint32(len(b)))
 	if len(e.B) != start+readHeader {
+		if df != nil {
+			df.Close()
+		}
 		return fmt.Errorf("READ reply header of %d bytes, want %d", len(e.B)-start, readHeader)
+	}
+	if df != nil {
+		r.tail = &fileTail{f: df, off: int64(off), n: len(b)}
+		return nil
 	}
 	data := e.B[len(e.B) : len(e.B)+len(b)]
 	if len(b) > 0 && &b[0] != &data[0] {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -682,25 +683,28 @@ func (x *share) setattr(ctx context.Context, p string, sa sattr, who ident, guar
 }
 
 // read reads from a regular file through the cache into buf.
-func (x *share) read(ctx context.Context, id uint64, p string, off uint64, buf []byte, who ident) ([]byte, bool, attrs, error) {
+//
+// With tail, data held in a cache data file is not read but returned as
+// that open file (see cfile.readAt; the caller closes it).
+func (x *share) read(ctx context.Context, id uint64, p string, off uint64, buf []byte, who ident, tail bool) ([]byte, *os.File, bool, attrs, error) {
 	a, err := x.stat(ctx, p)
 	if err != nil {
-		return nil, false, a, err
+		return nil, nil, false, a, err
 	}
 	switch {
 	case a.typ == typeDir:
-		return nil, false, a, statusErr(StatusIsDir, nil)
+		return nil, nil, false, a, statusErr(StatusIsDir, nil)
 	case a.typ != typeReg:
-		return nil, false, a, statusErr(StatusInval, nil)
+		return nil, nil, false, a, statusErr(StatusInval, nil)
 	case !may(a, who, permR) && !(who.uid == a.uid):
-		return nil, false, a, statusErr(StatusAccess, nil)
+		return nil, nil, false, a, statusErr(StatusAccess, nil)
 	}
 	f := x.cached(id, p, a)
-	b, eof, fa, err := f.readAt(ctx, int64(off), buf)
+	b, df, eof, fa, err := f.readAt(ctx, int64(off), buf, tail)
 	if err == nil {
 		a = fa
 	}
-	return b, eof, a, err
+	return b, df, eof, a, err
 }
 
 // maxFileSize is the largest S3 object.

@@ -3,6 +3,7 @@ package nfs
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/sluicegw/sluice/nfs/internal/nfsclient"
@@ -10,19 +11,32 @@ import (
 
 // TestReadRanges reads a small (in-memory) and a larger (data file) file at
 // offsets and lengths that exercise the reply's padding, the end of file
-// and reads past it: READ data is read in place into the reply.
+// and reads past it, and a file grown past its data file's end: READ data
+// is read in place into the reply, or sent from the data file after it.
 func TestReadRanges(t *testing.T) {
 	ts := startServer(t, nil)
 	cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
 	root := mount(t, cl)
-	files := map[string][]byte{"small": randomBytes(10001), "large": randomBytes(3<<20 + 7)}
+	// "grown" is extended by SETATTR past its data file's end, which must
+	// read as zeros.
+	grown := append(randomBytes(300001), make([]byte, 9001)...)
+	files := map[string][]byte{"small": randomBytes(10001), "large": randomBytes(3<<20 + 7), "grown": grown}
 	for name, data := range files {
 		fh, err := cl.Create(root, name, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for off := 0; off < len(data); off += 1 << 20 {
-			if err := cl.Write(fh, uint64(off), data[off:min(len(data), off+1<<20)], 0); err != nil {
+		written := data
+		if name == "grown" {
+			written = data[:300001]
+		}
+		for off := 0; off < len(written); off += 1 << 20 {
+			if err := cl.Write(fh, uint64(off), written[off:min(len(written), off+1<<20)], 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if name == "grown" {
+			if err := cl.Setattr(fh, -1, int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -33,7 +47,7 @@ func TestReadRanges(t *testing.T) {
 		tests := []struct{ off, n int }{
 			{0, 0}, {0, 1}, {1, 3}, {2, 5}, {0, 4096}, {5, 4095},
 			{size - 3, 3}, {size - 3, 100}, {size, 10}, {size + 100, 10},
-			{0, 1 << 20}, {size / 2, 1 << 20},
+			{0, 1 << 20}, {size / 2, 1 << 20}, {size - 9001 - 5, 9010},
 		}
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("%s/%d+%d", name, tc.off, tc.n), func(t *testing.T) {
@@ -49,6 +63,41 @@ func TestReadRanges(t *testing.T) {
 					t.Errorf("eof %v, want %v", eof, wantEOF)
 				}
 			})
+		}
+	}
+}
+
+// TestSendTail checks the READ data sent from a file: the announced bytes
+// at the offset, zeros where the file ends before, and the XDR padding.
+func TestSendTail(t *testing.T) {
+	path := t.TempDir() + "/data"
+	content := []byte("0123456789")
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		off, n int
+		want   string
+	}{
+		{0, 10, "0123456789\x00\x00"},
+		{2, 4, "2345"},
+		{7, 6, "789\x00\x00\x00\x00\x00"},
+		{12, 3, "\x00\x00\x00\x00"},
+	}
+	for _, tc := range tests {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := sendTail(&buf, &fileTail{f: f, off: int64(tc.off), n: tc.n}); err != nil {
+			t.Fatal(err)
+		}
+		if got := buf.String(); got != tc.want {
+			t.Errorf("off %d n %d: sent %q, want %q", tc.off, tc.n, got, tc.want)
+		}
+		if err := f.Close(); err == nil {
+			t.Error("sendTail left the file open")
 		}
 	}
 }

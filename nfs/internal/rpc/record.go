@@ -50,6 +50,12 @@ func ReadRecord(r io.Reader, max int, buf []byte) ([]byte, error) {
 // FrameRecord prepends a single last-fragment header to a message whose
 // first four bytes were reserved for it, and returns the framed bytes.
 func FrameRecord(msg []byte) []byte {
-	binary.BigEndian.PutUint32(msg, uint32(len(msg)-4)|lastFragment)
+	return FrameRecordExtra(msg, 0)
+}
+
+// FrameRecordExtra is FrameRecord for a record whose last extra bytes are
+// sent separately, after msg.
+func FrameRecordExtra(msg []byte, extra int) []byte {
+	binary.BigEndian.PutUint32(msg, uint32(len(msg)-4+extra)|lastFragment)
 	return msg
 }
