@@ -57,16 +57,7 @@ func TestNamespace(t *testing.T) {
 	if oi, err := ts.Store.Head(ctx, "docs/"); err != nil || oi.Metadata[MetaMode] != "750" || oi.Metadata[MetaUID] != "1000" {
 		t.Fatalf("dir marker: %+v %v", oi, err)
 	}
-	fh, err := cl.Create(dir, "a.txt", 0o640)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Write(fh, 0, []byte("hello"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Commit(fh); err != nil {
-		t.Fatal(err)
-	}
+	fh := createFile(t, cl, dir, "a.txt", 0o640, []byte("hello"))
 	ts.waitUpload(t, "docs/a.txt")
 	b, oi := objectBytes(t, ts.Store, "docs/a.txt")
 	if string(b) != "hello" || oi.Metadata[MetaMode] != "640" || oi.Metadata[MetaUID] != "1000" || oi.Metadata[MetaGID] != "100" || oi.Metadata[MetaMtime] == "" {

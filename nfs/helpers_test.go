@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicegw/sluice/internal/objstore"
 	"github.com/sluicegw/sluice/internal/testenv"
+	"github.com/sluicegw/sluice/nfs/internal/nfsclient"
 )
 
 // testServer is a Server on a random loopback port.
@@ -119,4 +120,23 @@ func writeTemp(t testing.TB, data []byte) string {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// createFile creates name in dir with data (in WRITEs of up to 1 MiB),
+// commits it and returns its handle.
+func createFile(t testing.TB, cl *nfsclient.Client, dir []byte, name string, mode uint32, data []byte) []byte {
+	t.Helper()
+	fh, err := cl.Create(dir, name, mode)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	for off := 0; off < len(data); off += 1 << 20 {
+		if err := cl.Write(fh, uint64(off), data[off:min(len(data), off+1<<20)], 0); err != nil {
+			t.Fatalf("write %s at %d: %v", name, off, err)
+		}
+	}
+	if err := cl.Commit(fh); err != nil {
+		t.Fatalf("commit %s: %v", name, err)
+	}
+	return fh
 }

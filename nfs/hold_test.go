@@ -61,16 +61,7 @@ func TestUploadsWaitForBusyClients(t *testing.T) {
 				}
 			}
 
-			fh, err := cl.Create(root, "f", 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cl.Write(fh, 0, []byte("hello"), 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := cl.Commit(fh); err != nil {
-				t.Fatal(err)
-			}
+			createFile(t, cl, root, "f", 0o644, []byte("hello"))
 			committed := time.Now()
 			if tc.noUpload > 0 {
 				select {

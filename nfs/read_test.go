@@ -22,26 +22,18 @@ func TestReadRanges(t *testing.T) {
 	grown := append(randomBytes(300001), make([]byte, 9001)...)
 	files := map[string][]byte{"small": randomBytes(10001), "large": randomBytes(3<<20 + 7), "grown": grown}
 	for name, data := range files {
-		fh, err := cl.Create(root, name, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
 		written := data
 		if name == "grown" {
 			written = data[:300001]
 		}
-		for off := 0; off < len(written); off += 1 << 20 {
-			if err := cl.Write(fh, uint64(off), written[off:min(len(written), off+1<<20)], 0); err != nil {
-				t.Fatal(err)
-			}
-		}
+		fh := createFile(t, cl, root, name, 0o644, written)
 		if name == "grown" {
 			if err := cl.Setattr(fh, -1, int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
-		}
-		if err := cl.Commit(fh); err != nil {
-			t.Fatal(err)
+			if err := cl.Commit(fh); err != nil {
+				t.Fatal(err)
+			}
 		}
 		size := len(data)
 		tests := []struct{ off, n int }{
