@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -93,6 +94,14 @@ func (s *Server) serveConn(c net.Conn) {
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
+			defer func() {
+				// A bug a request finds must not take the daemon down:
+				// that request's connection is closed instead.
+				if v := recover(); v != nil {
+					log.Error("nfs request panicked; connection closed", "proc", call.Proc, "panic", v, "stack", string(debug.Stack()))
+					c.Close()
+				}
+			}()
 			rep := s.dispatch(ctx, client, call)
 			*bp = rec[:0] // the call's arguments are not used after dispatch
 			s.bufs.Put(bp)

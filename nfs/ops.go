@@ -613,6 +613,8 @@ func (x *share) setattr(ctx context.Context, p string, sa sattr, who ident, guar
 		return a, statusErr(StatusAccess, nil)
 	case sa.setSize && a.typ != typeReg:
 		return a, statusErr(StatusInval, nil)
+	case sa.setSize && sa.size > maxFileSize:
+		return a, statusErr(StatusFBig, nil)
 	}
 	now := time.Now()
 	apply := func(a *attrs) {

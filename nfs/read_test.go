@@ -2,11 +2,13 @@ package nfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"testing"
 
 	"github.com/sluicegw/sluice/nfs/internal/nfsclient"
+	"github.com/sluicegw/sluice/nfs/internal/rpc"
 )
 
 // TestReadRanges reads a small (in-memory) and a larger (data file) file at
@@ -91,5 +93,40 @@ func TestSendTail(t *testing.T) {
 		if err := f.Close(); err == nil {
 			t.Error("sendTail left the file open")
 		}
+	}
+}
+
+// TestSetattrSizeBeyondLimit checks that a size past the largest object
+// (or one that is negative as a signed number) is refused with
+// NFS3ERR_FBIG and leaves the file as it was; it once reached truncate
+// and panicked (found by FuzzNFSArgs).
+func TestSetattrSizeBeyondLimit(t *testing.T) {
+	ts := startServer(t, nil)
+	cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
+	root := mount(t, cl)
+	data := randomBytes(300001)
+	fh := createFile(t, cl, root, "f", 0o644, data)
+	for _, size := range []int64{maxFileSize + 1, -1 << 62} {
+		var e rpc.Encoder // SETATTR by hand: the client's Setattr takes no negative size
+		e.Opaque(fh)
+		e.Bool(false)
+		e.Bool(false)
+		e.Bool(false)
+		e.Bool(true)
+		e.Uint64(uint64(size))
+		e.Uint32(0)
+		e.Uint32(0)
+		e.Bool(false)
+		reply, err := cl.Call(progNFS, versNFS, procSetattr, e.B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := binary.BigEndian.Uint32(reply); st != uint32(StatusFBig) {
+			t.Errorf("SETATTR size %#x: status %d, want %d (FBIG)", uint64(size), st, StatusFBig)
+		}
+	}
+	got, _, err := cl.Read(fh, 0, 1<<20)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file changed by refused SETATTRs (%d bytes, %v)", len(got), err)
 	}
 }
