@@ -78,12 +78,13 @@
 //
 // Uploads give way to clients: while clients keep the server busy (at
 // least 32 NFS calls in the last 250 ms), a file ready for upload waits,
-// at most UploadHold (10 s) after its last write, and is uploaded as soon
-// as the clients pause. Its data is durable in the cache already, so a
-// burst of writes runs at local speed instead of sharing the CPUs with its
-// own uploads (and with the object store, when that runs on the same
-// machine); the uploads follow right after it. Under sustained load the
-// uploads run UploadHold behind the writes. Shutdown never waits.
+// at most UploadHold (10 s) after its last write and while the cache is
+// less than half full, and is uploaded as soon as the clients pause. Its
+// data is durable in the cache already, so a burst of writes runs at local
+// speed instead of sharing the CPUs with its own uploads (and with the
+// object store, when that runs on the same machine); the uploads follow
+// right after it. Under sustained load the uploads run UploadHold behind
+// the writes. Shutdown never waits.
 //
 // Durability: each share has a journal (wal.go) in CacheDir. COMMIT and
 // stable WRITEs append the file's state (attributes, which blocks are

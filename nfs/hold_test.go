@@ -10,7 +10,8 @@ import (
 
 // TestUploadsWaitForBusyClients checks foreground first: a committed file
 // is not uploaded while clients keep the server busy, is uploaded as soon as
-// they pause, and never waits longer than UploadHold.
+// they pause, and never waits longer than UploadHold or while the cache is
+// over half full.
 func TestUploadsWaitForBusyClients(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -18,16 +19,25 @@ func TestUploadsWaitForBusyClients(t *testing.T) {
 		busy     bool          // clients keep sending calls until the upload
 		noUpload time.Duration // no upload may arrive this soon
 		pause    time.Duration // the busy clients stop after this
+		cache    int64         // Config.CacheSize (0: the default)
+		size     int           // bytes written (0: 5)
 	}{
 		{name: "quiet server uploads at once", hold: time.Minute},
 		{name: "held while busy, uploaded when clients pause", hold: time.Minute, busy: true,
 			noUpload: 600 * time.Millisecond, pause: 800 * time.Millisecond},
 		{name: "hold is bounded", hold: 300 * time.Millisecond, busy: true, pause: time.Hour},
 		{name: "negative hold never waits", hold: -1, busy: true, pause: time.Hour},
+		{name: "cache over half full ends the hold", hold: time.Minute, busy: true, pause: time.Hour,
+			cache: 1 << 20, size: 600 << 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, nil, func(c *Config, _ *Share) { c.UploadHold = tc.hold })
+			ts := startServer(t, nil, func(c *Config, _ *Share) {
+				c.UploadHold = tc.hold
+				if tc.cache > 0 {
+					c.CacheSize = tc.cache
+				}
+			})
 			cl := dial(t, ts.Port, nfsclient.Unix(0, 0))
 			root := mount(t, cl)
 
@@ -61,7 +71,11 @@ func TestUploadsWaitForBusyClients(t *testing.T) {
 				}
 			}
 
-			createFile(t, cl, root, "f", 0o644, []byte("hello"))
+			data := []byte("hello")
+			if tc.size > 0 {
+				data = randomBytes(tc.size)
+			}
+			createFile(t, cl, root, "f", 0o644, data)
 			committed := time.Now()
 			if tc.noUpload > 0 {
 				select {

@@ -20,10 +20,9 @@ import (
 // Config.UploadHold after its last write, so the uploads' CPU (and the
 // object store's, when it runs on the same machine) does not slow the
 // clients down. Its data is already durable in the cache; a burst of writes
-// is absorbed at local speed and uploaded right after it. Shutdown's drain
-// never waits. (The hold is bounded in time, not by cache use: cache use is
-// counted in whole blocks, which would end it after a few thousand small
-// files.)
+// is absorbed at local speed and uploaded right after it. The hold also
+// ends when the cache is over half full (dirty data cannot be evicted),
+// and shutdown's drain never waits.
 const (
 	busyWindow = 250 * time.Millisecond
 	busyCalls  = 32 // 128 calls a second
@@ -114,7 +113,8 @@ func (u *uploader) run(quit <-chan struct{}) {
 }
 
 // hold waits while clients keep the server busy, at most until
-// Config.UploadHold after f's last write (see busyWindow).
+// Config.UploadHold after f's last write and while the cache is less than
+// half full (see busyWindow).
 func (u *uploader) hold(ctx context.Context, f *cfile) {
 	if u.s.cfg.UploadHold < 0 {
 		return
@@ -123,7 +123,8 @@ func (u *uploader) hold(ctx context.Context, f *cfile) {
 	until := f.lastWrite.Add(u.s.cfg.UploadHold)
 	f.mu.Unlock()
 	var t *time.Timer
-	for u.busy.Load() && !u.flushing.Load() {
+	c := u.s.cache
+	for u.busy.Load() && !u.flushing.Load() && c.used.Load() < c.limit/2 {
 		wait := min(time.Until(until), busyWindow/busySlots)
 		if wait <= 0 {
 			return
