@@ -662,7 +662,8 @@ func (f *cfile) prefetchRun(run [2]int64) {
 }
 
 // readAt reads up to len(buf) bytes at off from a cached file into buf and
-// returns them.
+// returns buf cut to the bytes read (nil at or past the end of the file);
+// nfsRead relies on the data being in buf.
 //
 // With tail, data that would come from the data file is not read: the open
 // data file is returned instead (the caller closes it) and the returned

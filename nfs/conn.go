@@ -105,14 +105,12 @@ func (s *Server) serveConn(c net.Conn) {
 			rep := s.dispatch(ctx, client, call)
 			*bp = rec[:0] // the call's arguments are not used after dispatch
 			s.bufs.Put(bp)
-			if rep.b != nil {
+			if rep.b != nil { // a reply with a tail always has its header
 				send(rep)
 				if cap(rep.b) >= maxRecord {
 					b := rep.b[:0]
 					s.bufs.Put(&b)
 				}
-			} else if rep.tail != nil {
-				rep.tail.f.Close()
 			}
 		}()
 	}
@@ -150,13 +148,8 @@ func sendTail(w io.Writer, t *fileTail) error {
 	if _, err := t.f.Seek(t.off, io.SeekStart); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	var sent int64
-	var err error
-	if rf, ok := w.(io.ReaderFrom); ok {
-		sent, err = rf.ReadFrom(io.LimitReader(t.f, int64(t.n)))
-	} else {
-		sent, err = io.Copy(w, io.LimitReader(t.f, int64(t.n)))
-	}
+	// io.Copy hands a TCP connection the limited file: sendfile.
+	sent, err := io.Copy(w, io.LimitReader(t.f, int64(t.n)))
 	if err != nil {
 		return err
 	}

@@ -362,11 +362,7 @@ func nfsRead(r *request, e *rpc.Encoder) error {
 		r.tail = &fileTail{f: df, off: int64(off), n: len(b)}
 		return nil
 	}
-	data := e.B[len(e.B) : len(e.B)+len(b)]
-	if len(b) > 0 && &b[0] != &data[0] {
-		copy(data, b) // not read in place (a read that returned another slice)
-	}
-	e.B = e.B[:len(e.B)+len(b)]
+	e.B = e.B[:len(e.B)+len(b)] // read returns dst cut to the bytes read
 	e.B = append(e.B, make([]byte, (4-len(b)%4)%4)...)
 	return nil
 }

@@ -212,19 +212,29 @@ func (x *share) create(ctx context.Context, dir, name string, who ident, sa satt
 	return p, a, nil
 }
 
+// newEntry returns the path of name in dir for a new directory or link:
+// who may write dir, and nothing is there yet (NFS3ERR_EXIST).
+func (x *share) newEntry(ctx context.Context, dir, name string, who ident) (string, error) {
+	if _, err := x.dirFor(ctx, dir, who, permW|permX); err != nil {
+		return "", err
+	}
+	p := joinPath(dir, name)
+	if _, ok, err := x.exists(ctx, p); err != nil {
+		return "", err
+	} else if ok {
+		return "", statusErr(StatusExist, nil)
+	}
+	return p, nil
+}
+
 // mkdir creates a directory marker object.
 func (x *share) mkdir(ctx context.Context, dir, name string, who ident, sa sattr) (string, attrs, error) {
 	if err := checkName(name); err != nil {
 		return "", attrs{}, err
 	}
-	if _, err := x.dirFor(ctx, dir, who, permW|permX); err != nil {
+	p, err := x.newEntry(ctx, dir, name, who)
+	if err != nil {
 		return "", attrs{}, err
-	}
-	p := joinPath(dir, name)
-	if _, ok, err := x.exists(ctx, p); err != nil {
-		return "", attrs{}, err
-	} else if ok {
-		return "", attrs{}, statusErr(StatusExist, nil)
 	}
 	a := newAttrs(typeDir, 0o755, who, sa)
 	oi, err := x.store.Put(ctx, x.dirKey(p), bytes.NewReader(nil), 0, objstore.PutOptions{Metadata: metaOf(a)})
@@ -245,14 +255,9 @@ func (x *share) symlink(ctx context.Context, dir, name, target string, who ident
 	if len(target) > maxSymlink || target == "" {
 		return "", attrs{}, statusErr(StatusNameTooLong, nil)
 	}
-	if _, err := x.dirFor(ctx, dir, who, permW|permX); err != nil {
+	p, err := x.newEntry(ctx, dir, name, who)
+	if err != nil {
 		return "", attrs{}, err
-	}
-	p := joinPath(dir, name)
-	if _, ok, err := x.exists(ctx, p); err != nil {
-		return "", attrs{}, err
-	} else if ok {
-		return "", attrs{}, statusErr(StatusExist, nil)
 	}
 	a := newAttrs(typeLnk, 0o777, who, sa)
 	a.size = int64(len(target))
