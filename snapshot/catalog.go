@@ -99,6 +99,14 @@ type Options struct {
 	// share much content (clones) at the cost of one more request per new
 	// chunk. Resuming a snapshot always checks first.
 	CheckExisting bool
+	// PackSize is the size at which a pack of chunks is closed and stored
+	// (default DefaultPackSize, 16 MiB); negative stores every chunk as its
+	// own object.
+	PackSize int
+	// PackMinBytes: a snapshot whose changed set is at least this large
+	// packs its new chunks; smaller ones (most incrementals) store one
+	// object per chunk (default 8 x PackSize). See DESIGN.md, "Packs".
+	PackMinBytes int64
 	// GCGrace: garbage collection never deletes a chunk younger than this
 	// (default 1h); it covers clock skew and writers that lost their lease.
 	GCGrace time.Duration
@@ -127,6 +135,8 @@ type Catalog struct {
 	o      Options
 	log    *slog.Logger
 	bufs   sync.Pool // of *[]byte: block and chunk buffers
+	// packBufs holds pack buffers (*[]byte) between runs.
+	packBufs sync.Pool
 }
 
 // Open returns a Catalog on s. It does not contact the store. Wrap s with
@@ -134,6 +144,15 @@ type Catalog struct {
 func Open(s objstore.Store, o Options) (*Catalog, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
+	}
+	switch {
+	case o.PackSize == 0:
+		o.PackSize = DefaultPackSize
+	case o.PackSize > 0:
+		o.PackSize = min(o.PackSize, maxPackData-EncodeBound(MaxBlockSize))
+	}
+	if o.PackMinBytes <= 0 {
+		o.PackMinBytes = 8 * int64(max(o.PackSize, 0))
 	}
 	if o.GCGrace <= 0 {
 		o.GCGrace = time.Hour

@@ -13,8 +13,10 @@ import (
 // line each (at most 100); OK is true when there are none. Unreferenced
 // chunks are not a problem (GC removes them), only reported.
 type CheckResult struct {
-	Snapshots    int      `json:"snapshots"`
+	Snapshots int `json:"snapshots"`
+	// Chunks counts distinct stored chunks, as objects or in Packs.
 	Chunks       int      `json:"chunks"`
+	Packs        int      `json:"packs"`
 	LiveChunks   int      `json:"live_chunks"`
 	Unreferenced int      `json:"unreferenced_chunks"`
 	Pending      int      `json:"pending"`
@@ -48,6 +50,11 @@ func (c *Catalog) Check(ctx context.Context) (CheckResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("check: listing chunks: %w", err)
 	}
+	packs, err := c.packedChunks(ctx, have, problem)
+	if err != nil {
+		return res, fmt.Errorf("check: %w", err)
+	}
+	res.Packs = packs
 	res.Chunks = len(have)
 	infos, err := c.List(ctx, ListFilter{})
 	if err != nil {
@@ -99,4 +106,34 @@ func (c *Catalog) Check(ctx context.Context) (CheckResult, error) {
 	slices.SortFunc(res.Problems, strings.Compare)
 	res.OK = len(res.Problems) == 0
 	return res, nil
+}
+
+// packedChunks adds the chunks of every pack to have and reports indexes
+// whose pack is missing; it returns the number of packs.
+func (c *Catalog) packedChunks(ctx context.Context, have map[ChunkID]bool, problem func(string, ...any)) (int, error) {
+	cs := c.chunks
+	if err := cs.Refresh(ctx); err != nil {
+		return 0, err
+	}
+	objs := make(map[string]bool)
+	prefix := cs.root + "packs/"
+	err := objstore.ListAll(ctx, c.store, prefix, func(o objstore.ObjectInfo) error {
+		objs[strings.TrimPrefix(o.Key, prefix)] = true
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("listing packs: %w", err)
+	}
+	n := 0
+	for _, p := range cs.loadedPacks() {
+		if !objs[p.id] {
+			problem("pack %s has an index but no pack object (%d chunks)", p.id, len(p.entries))
+			continue
+		}
+		n++
+		for _, e := range p.entries {
+			have[e.ID] = true
+		}
+	}
+	return n, nil
 }

@@ -270,13 +270,16 @@ func (c *Coder) decode(dst, obj []byte) ([]byte, error) {
 // objects are immutable once written.
 type ChunkStore struct {
 	store  objstore.Store
+	root   string
 	prefix string
+	idx    packIndex
 }
 
-// NewChunkStore returns a chunk store that keeps chunks under
-// prefix+"chunks/".
+// NewChunkStore returns a chunk store that keeps chunk objects under
+// prefix+"chunks/" and packs of chunks under prefix+"packs/", with their
+// indexes under prefix+"packidx/".
 func NewChunkStore(s objstore.Store, prefix string) *ChunkStore {
-	return &ChunkStore{store: s, prefix: prefix + "chunks/"}
+	return &ChunkStore{store: s, root: prefix, prefix: prefix + "chunks/"}
 }
 
 // Key returns the object key of a chunk: chunks/<first 2 hex digits>/<hex>,
@@ -299,8 +302,15 @@ func (cs *ChunkStore) IDFromKey(key string) (ChunkID, bool) {
 	return id, err == nil
 }
 
-// Stat reports whether a chunk exists and the size of its object.
+// Stat reports whether a chunk exists, packed or as an object, and its
+// stored size.
 func (cs *ChunkStore) Stat(ctx context.Context, id ChunkID) (size int64, ok bool, err error) {
+	if err := cs.ensureIndex(ctx); err != nil {
+		return 0, false, err
+	}
+	if l, _, ok := cs.lookup(id); ok {
+		return int64(l.len), true, nil
+	}
 	oi, err := cs.store.Head(ctx, cs.Key(id))
 	if errors.Is(err, objstore.ErrNotFound) {
 		return 0, false, nil
@@ -334,9 +344,39 @@ func (cs *ChunkStore) PutIfAbsent(ctx context.Context, id ChunkID, obj []byte) (
 	return true, nil
 }
 
-// GetObject reads the encoded chunk object into buf[:0] and returns it.
-// A missing chunk is reported as ErrChunkMissing.
+// GetObject reads the encoded chunk, from its pack or its own object, into
+// buf[:0] and returns it. A missing chunk is reported as ErrChunkMissing.
+// A chunk found in neither place, or whose pack is gone (garbage
+// collection rewrote it), is looked up again after re-reading the pack
+// indexes.
 func (cs *ChunkStore) GetObject(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
+	if err := cs.ensureIndex(ctx); err != nil {
+		return nil, err
+	}
+	for retried := false; ; retried = true {
+		l, gen, ok := cs.lookup(id)
+		var (
+			b   []byte
+			err error
+		)
+		if ok {
+			b, err = cs.readPacked(ctx, id, l, buf)
+			if errors.Is(err, objstore.ErrNotFound) {
+				err = fmt.Errorf("%w: %w", ErrChunkMissing, err)
+			}
+		} else {
+			b, err = cs.getChunkObject(ctx, id, buf)
+		}
+		if retried || !errors.Is(err, ErrChunkMissing) {
+			return b, err
+		}
+		if err := cs.refreshIndex(ctx, gen); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (cs *ChunkStore) getChunkObject(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
 	rc, oi, err := cs.store.Get(ctx, cs.Key(id), objstore.GetOptions{})
 	if errors.Is(err, objstore.ErrNotFound) {
 		return nil, fmt.Errorf("chunk %s: %w: %w", id, ErrChunkMissing, err)

@@ -68,6 +68,11 @@ type createRun struct {
 	known map[ChunkID]uint32
 	// check: ask the store before uploading (resumes, CheckExisting).
 	check bool
+	// packs, when the run packs its new chunks, and the chunk objects
+	// listed at its start (a conditional PUT no longer tells whether a
+	// chunk exists).
+	packs  *packWriter
+	listed *listedChunks
 
 	uploaded, uploadedBytes, read atomic.Int64
 }
@@ -257,6 +262,12 @@ func (r *createRun) run(ctx context.Context) error {
 		r.parent = &pm.Map
 		copy(r.bm.Blocks, pm.Map.Blocks)
 	}
+	// The pack indexes are re-read after waitGC: from here on no
+	// collection deletes anything (it defers to this pending entry), so
+	// every chunk they name can be shared.
+	if err := c.chunks.Refresh(ctx); err != nil {
+		return err
+	}
 	if err := r.upload(ctx); err != nil {
 		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrConflict) {
 			return cause
@@ -331,8 +342,19 @@ func (r *createRun) upload(ctx context.Context) error {
 		next = i + 1
 		return i
 	}
+	todo := n
+	if req.Changed != nil {
+		todo = req.Changed.Count()
+	}
+	if c.o.PackSize > 0 && todo*int64(req.BlockSize) >= c.o.PackMinBytes {
+		var err error
+		if r.listed, err = c.chunks.listChunks(ctx); err != nil {
+			return err
+		}
+		r.packs = newPackWriter(c.chunks, c.o.PackSize, packsInFlight(c.o.Concurrency), &c.packBufs, c.o.Failpoint)
+	}
 	zero := make([]byte, req.BlockSize)
-	return parallel(ctx, c.o.Concurrency, c.o.Concurrency, func(ctx context.Context, _ int) error {
+	err := parallel(ctx, c.o.Concurrency, c.o.Concurrency, func(ctx context.Context, _ int) error {
 		raw := c.getBuf(req.BlockSize)
 		enc := c.getBuf(EncodeBound(req.BlockSize))
 		defer c.putBuf(raw)
@@ -357,7 +379,19 @@ func (r *createRun) upload(ctx context.Context) error {
 			r.bm.Blocks[i] = ref
 		}
 	})
+	if r.packs == nil {
+		return err
+	}
+	if err != nil {
+		r.packs.discard()
+		return err
+	}
+	return r.packs.flush(ctx)
 }
+
+// packsInFlight is how many packs a run may hold in memory: enough to keep
+// a few uploads going while the workers fill the next one.
+func packsInFlight(concurrency int) int { return max(2, min(4, concurrency/4)) }
 
 // store turns one block into a block reference, uploading its chunk when
 // the store does not have it.
@@ -369,13 +403,19 @@ func (r *createRun) store(ctx context.Context, p, zero, enc []byte, i int64) (Bl
 	if r.parent != nil && r.parent.Blocks[i].ID == id {
 		return r.parent.Blocks[i], nil
 	}
+	c := r.c
+	if l, _, ok := c.chunks.lookup(id); ok {
+		return BlockRef{ID: id, Stored: l.len}, nil
+	}
+	if r.packs != nil {
+		return r.pack(ctx, id, p, enc)
+	}
 	r.mu.Lock()
 	st, ok := r.known[id]
 	r.mu.Unlock()
 	if ok {
 		return BlockRef{ID: id, Stored: st}, nil
 	}
-	c := r.c
 	var (
 		size int64
 		have bool
@@ -402,6 +442,26 @@ func (r *createRun) store(ctx context.Context, p, zero, enc []byte, i int64) (Bl
 	r.known[id] = uint32(size)
 	r.mu.Unlock()
 	return BlockRef{ID: id, Stored: uint32(size)}, nil
+}
+
+// pack stores a new chunk in the run's packs unless it exists.
+func (r *createRun) pack(ctx context.Context, id ChunkID, p, enc []byte) (BlockRef, error) {
+	if n, ok := r.listed.find(id); ok {
+		return BlockRef{ID: id, Stored: n}, nil
+	}
+	if n, ok := r.packs.packed(id); ok {
+		return BlockRef{ID: id, Stored: n}, nil
+	}
+	obj := r.c.coder.Encode(enc[:0], p, r.req.Codec)
+	n, added, err := r.packs.add(ctx, id, obj)
+	if err != nil {
+		return BlockRef{}, err
+	}
+	if added {
+		r.uploaded.Add(1)
+		r.uploadedBytes.Add(int64(n))
+	}
+	return BlockRef{ID: id, Stored: n}, nil
 }
 
 // gcLease is the content of the garbage collector's lock object.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -31,10 +32,11 @@ type GCResult struct {
 	Snapshots int `json:"snapshots"`
 	// LiveChunks is the number of distinct referenced chunks.
 	LiveChunks int `json:"live_chunks"`
-	// Chunks is the number of chunk objects found.
+	// Chunks is the number of stored chunks found: chunk objects and
+	// chunks in packs.
 	Chunks int `json:"chunks"`
-	// Deleted and DeletedBytes count the unreferenced chunks removed (or
-	// that would be, with DryRun).
+	// Deleted and DeletedBytes count the unreferenced (or redundant: stored
+	// twice) chunks removed, or that would be with DryRun.
 	Deleted      int   `json:"deleted"`
 	DeletedBytes int64 `json:"deleted_bytes"`
 	// Young counts unreferenced chunks kept because they are younger than
@@ -44,6 +46,17 @@ type GCResult struct {
 	StaleMarked []string `json:"stale_marked,omitempty"`
 	// OrphanManifests counts manifests without a completed entry removed.
 	OrphanManifests int `json:"orphan_manifests"`
+	// Packs is the number of packs found. A pack with unreferenced chunks
+	// is rewritten (its live chunks, ChunksMoved, go to new packs) or,
+	// when none is live, deleted. OrphanPacks counts packs without an
+	// index (a writer crashed between the two) removed, and
+	// DanglingIndexes indexes without a pack.
+	Packs           int `json:"packs"`
+	PacksRewritten  int `json:"packs_rewritten"`
+	PacksDeleted    int `json:"packs_deleted"`
+	ChunksMoved     int `json:"chunks_moved"`
+	OrphanPacks     int `json:"orphan_packs"`
+	DanglingIndexes int `json:"dangling_indexes"`
 }
 
 // GC deletes chunks that no completed snapshot references. It takes the
@@ -134,6 +147,12 @@ func (c *Catalog) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}
 
 	cutoff := c.o.Now().Add(-c.o.GCGrace)
+	// Packs first: a chunk kept in a pack makes its other copies (chunk
+	// objects, or another pack) redundant.
+	kept := make(map[ChunkID]struct{}, len(live))
+	if err := c.sweepPacks(ctx, opts, live, kept, cutoff, &res); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
 	var doomed []ChunkID
 	flush := func() error {
 		if len(doomed) == 0 || opts.DryRun {
@@ -154,7 +173,10 @@ func (c *Catalog) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 		res.Chunks++
 		if _, ok := live[id]; ok {
-			return nil
+			if _, dup := kept[id]; !dup {
+				kept[id] = struct{}{}
+				return nil
+			}
 		}
 		if o.LastModified.After(cutoff) {
 			res.Young++
@@ -175,8 +197,181 @@ func (c *Catalog) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		return res, fmt.Errorf("gc: %w", err)
 	}
 	c.log.Info("gc done", "snapshots", res.Snapshots, "live", res.LiveChunks, "chunks", res.Chunks,
-		"deleted", res.Deleted, "deleted_bytes", res.DeletedBytes, "young", res.Young, "dry_run", opts.DryRun)
+		"deleted", res.Deleted, "deleted_bytes", res.DeletedBytes, "young", res.Young,
+		"packs", res.Packs, "packs_rewritten", res.PacksRewritten, "packs_deleted", res.PacksDeleted,
+		"dry_run", opts.DryRun)
 	return res, nil
+}
+
+// sweepPacks is GC's pass over the packs. Every live chunk found in a pack
+// is added to kept, once: a later copy is redundant. A pack whose chunks
+// are all kept stays. A pack with unreferenced or redundant chunks has its
+// kept chunks written to new packs, and only after those and their indexes
+// are stored do its index and then the pack go, so a reader always finds
+// a live chunk somewhere (a reader that knew the old place looks again;
+// see ChunkStore.GetObject). Packs younger than the grace period are left
+// as they are.
+func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map[ChunkID]struct{}, cutoff time.Time, res *GCResult) error {
+	cs := c.chunks
+	if err := cs.Refresh(ctx); err != nil {
+		return err
+	}
+	objs := make(map[string]objstore.ObjectInfo)
+	prefix := cs.root + "packs/"
+	err := objstore.ListAll(ctx, c.store, prefix, func(o objstore.ObjectInfo) error {
+		if id := strings.TrimPrefix(o.Key, prefix); validPackID(id) {
+			objs[id] = o
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing packs: %w", err)
+	}
+	var (
+		w       *packWriter
+		retired []string
+	)
+	defer func() {
+		if w != nil {
+			w.discard()
+		}
+	}()
+	for _, p := range cs.loadedPacks() {
+		o, ok := objs[p.id]
+		if !ok {
+			res.DanglingIndexes++
+			if !opts.DryRun {
+				if err := c.store.Delete(ctx, cs.indexKey(p.id)); err != nil {
+					return fmt.Errorf("deleting index of missing pack %s: %w", p.id, err)
+				}
+			}
+			continue
+		}
+		delete(objs, p.id)
+		res.Packs++
+		young := o.LastModified.After(cutoff)
+		var (
+			keep      []packEntry
+			dead      int
+			deadBytes int64
+		)
+		for _, e := range p.entries {
+			res.Chunks++
+			_, isLive := live[e.ID]
+			_, dup := kept[e.ID]
+			switch {
+			case isLive && !dup:
+				kept[e.ID] = struct{}{}
+				keep = append(keep, e)
+			case young:
+				res.Young++
+			default:
+				dead++
+				deadBytes += int64(e.Len)
+			}
+		}
+		if young || dead == 0 {
+			continue
+		}
+		res.Deleted += dead
+		res.DeletedBytes += deadBytes
+		if len(keep) == 0 {
+			res.PacksDeleted++
+		} else {
+			res.PacksRewritten++
+			res.ChunksMoved += len(keep)
+		}
+		if opts.DryRun {
+			continue
+		}
+		if len(keep) > 0 {
+			if w == nil {
+				w = newPackWriter(cs, c.o.PackSize, 2, &c.packBufs, c.o.Failpoint)
+			}
+			if err := c.movePacked(ctx, w, p.id, o.Size, keep); err != nil {
+				return err
+			}
+		}
+		retired = append(retired, p.id)
+	}
+	if w != nil {
+		if err := w.flush(ctx); err != nil {
+			return err
+		}
+	}
+	if len(retired) > 0 {
+		if err := c.failpoint("gc.repacked"); err != nil {
+			return err
+		}
+	}
+	// Indexes first: a pack without an index is never read.
+	keys := make([]string, 0, len(retired))
+	for _, id := range retired {
+		keys = append(keys, cs.indexKey(id))
+	}
+	if err := c.deleteKeys(ctx, keys); err != nil {
+		return err
+	}
+	keys = keys[:0]
+	for _, id := range retired {
+		keys = append(keys, cs.packKey(id))
+	}
+	// Packs without an index: a writer crashed before storing it.
+	for id, o := range objs {
+		if o.LastModified.After(cutoff) {
+			continue
+		}
+		res.OrphanPacks++
+		if !opts.DryRun {
+			keys = append(keys, cs.packKey(id))
+		}
+	}
+	if err := c.deleteKeys(ctx, keys); err != nil {
+		return err
+	}
+	return cs.Refresh(ctx)
+}
+
+// movePacked reads a pack and adds the chunks in keep to w.
+func (c *Catalog) movePacked(ctx context.Context, w *packWriter, id string, size int64, keep []packEntry) error {
+	if size < 0 || size > maxPackData+packIndexHeaderLen+maxPackChunks*packEntryLen+64+packFooterLen {
+		return fmt.Errorf("pack %s is %d bytes: %w", id, size, ErrCorrupt)
+	}
+	rc, _, err := c.store.Get(ctx, c.chunks.packKey(id), objstore.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading pack %s: %w", id, err)
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, size))
+	if err != nil {
+		return fmt.Errorf("reading pack %s: %w", id, err)
+	}
+	for _, e := range keep {
+		end := int64(e.Off) + int64(e.Len)
+		if end > int64(len(body)) {
+			return fmt.Errorf("pack %s: chunk %s at %d+%d past its end (%d): %w", id, e.ID, e.Off, e.Len, len(body), ErrCorrupt)
+		}
+		if _, _, err := w.add(ctx, e.ID, body[e.Off:end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteKeys removes objects in batches; missing ones are ignored.
+func (c *Catalog) deleteKeys(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), objstore.MaxDeleteBatch)
+		failed, err := c.store.DeleteMany(ctx, keys[:n])
+		if err != nil {
+			return fmt.Errorf("deleting: %w", err)
+		}
+		for k, e := range failed {
+			return fmt.Errorf("deleting %s: %w", k, e)
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // acquireLease takes the collector lease and keeps it fresh until release

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,18 +117,68 @@ func newTestCatalog(t testing.TB, dir string, o Options) *testCat {
 	return tc
 }
 
-// countChunks counts chunk objects in the store.
+// countChunks counts stored chunks: chunk objects and chunks in packs.
 func countChunks(t testing.TB, c *Catalog) int {
 	t.Helper()
+	copies, _ := census(t, c)
 	n := 0
-	err := objstore.ListAll(context.Background(), c.store, c.chunks.Prefix(), func(objstore.ObjectInfo) error {
-		n++
+	for _, k := range copies {
+		n += k
+	}
+	return n
+}
+
+// census reads the store afresh (not through the chunk store's cache): how
+// many copies of each chunk it holds, as chunk objects and in packs, and
+// how many packs. A stray key, a pack without its index (or the reverse)
+// fails the test.
+func census(t testing.TB, c *Catalog) (copies map[ChunkID]int, packs int) {
+	t.Helper()
+	ctx := context.Background()
+	copies = map[ChunkID]int{}
+	err := objstore.ListAll(ctx, c.store, c.chunks.Prefix(), func(o objstore.ObjectInfo) error {
+		id, ok := c.chunks.IDFromKey(o.Key)
+		if !ok {
+			t.Errorf("stray key %s", o.Key)
+		}
+		copies[id]++
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	objs := map[string]bool{}
+	err = objstore.ListAll(ctx, c.store, c.chunks.root+"packs/", func(o objstore.ObjectInfo) error {
+		objs[strings.TrimPrefix(o.Key, c.chunks.root+"packs/")] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := c.chunks.root + "packidx/"
+	err = objstore.ListAll(ctx, c.store, prefix, func(o objstore.ObjectInfo) error {
+		id := strings.TrimPrefix(o.Key, prefix)
+		if !objs[id] {
+			t.Errorf("index of pack %s without the pack", id)
+		}
+		delete(objs, id)
+		entries, err := c.chunks.readIndex(ctx, id)
+		if err != nil {
+			t.Errorf("pack %s: %v", id, err)
+		}
+		packs++
+		for _, e := range entries {
+			copies[e.ID]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range objs {
+		t.Errorf("pack %s without an index", id)
+	}
+	return copies, packs
 }
 
 func restoreBytes(t testing.TB, c *Catalog, id string, size int64) []byte {

@@ -273,11 +273,27 @@ func TestCrashAndResume(t *testing.T) {
 	})
 }
 
+// TestGC runs create/delete rounds and collections with every chunk in its
+// own object, and with every run packing its chunks into small packs (so
+// that packs end up partly dead and are rewritten).
 func TestGC(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"objects", Options{PackSize: -1}},
+		{"packs", Options{PackSize: 2 * MinBlockSize, PackMinBytes: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testGC(t, tc.o) })
+	}
+}
+
+func testGC(t *testing.T, o Options) {
 	ctx := ctxT(t)
 	now := time.Now()
 	clock := func() time.Time { return now }
-	c := newTestCatalog(t, "", Options{GCGrace: time.Minute, StaleAfter: 10 * time.Minute, Now: clock})
+	o.GCGrace, o.StaleAfter, o.Now = time.Minute, 10*time.Minute, clock
+	c := newTestCatalog(t, "", o)
 	const bs = MinBlockSize
 	img := newMemImage(32*bs, bs)
 	r := rand.New(rand.NewPCG(9, 10))
@@ -339,6 +355,10 @@ func TestGC(t *testing.T) {
 		t.Fatalf("gc: %+v %v", res, err)
 	}
 	checkLiveChunks(t, c.Catalog)
+	if _, packs := census(t, c.Catalog); o.PackSize > 0 && (packs == 0 || res.PacksRewritten == 0 || res.ChunksMoved == 0) {
+		t.Fatalf("packs: %d packs after gc %+v", packs, res)
+	}
+	t.Logf("gc: %+v", res)
 	// Every remaining snapshot still restores and verifies.
 	list, _ := c.List(ctx, ListFilter{})
 	for _, in := range list {
@@ -355,8 +375,8 @@ func TestGC(t *testing.T) {
 	if _, err := c.GC(ctx, GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if n := countChunks(t, c.Catalog); n != 0 {
-		t.Fatalf("%d chunks left after deleting every snapshot", n)
+	if copies, packs := census(t, c.Catalog); len(copies) != 0 || packs != 0 {
+		t.Fatalf("%d chunks in %d packs left after deleting every snapshot", len(copies), packs)
 	}
 }
 
@@ -381,17 +401,13 @@ func checkLiveChunks(t testing.TB, c *Catalog) {
 			}
 		}
 	}
+	copies, _ := census(t, c)
 	have := map[ChunkID]bool{}
-	err = objstore.ListAll(ctx, c.store, c.chunks.Prefix(), func(o objstore.ObjectInfo) error {
-		id, ok := c.chunks.IDFromKey(o.Key)
-		if !ok {
-			t.Errorf("stray key %s", o.Key)
-		}
+	for id, n := range copies {
 		have[id] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		if n != 1 {
+			t.Errorf("chunk %s stored %d times", id, n)
+		}
 	}
 	for id := range live {
 		if !have[id] {

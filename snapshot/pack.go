@@ -1,0 +1,503 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/sluicegw/sluice/internal/objstore"
+)
+
+// Packs: a run that stores many new chunks writes them into pack objects
+// of about PackSize bytes instead of one object per chunk, because an
+// object store's cost per object (requests, metadata, fsync; on S3 the
+// price per PUT) dominates at 1 MiB. Each pack has an index object; the
+// ChunkStore keeps the locations of packed chunks in memory, so readers
+// see no difference between a packed chunk and a chunk object (DESIGN.md,
+// "Packs").
+//
+// Pack object (packs/<32 hex>): the chunk objects one after another, then a
+// copy of the pack's index, then a footer: the index length (u32, big
+// endian) and "SPK1". The copy makes a pack self-describing if its index
+// object is lost.
+//
+// Index object (packidx/<32 hex>), big endian:
+//
+//	0   4  magic "SPIX"
+//	4   1  version (1)
+//	5   3  reserved, zero
+//	8   4  chunk count n (1..maxPackChunks)
+//	12  n × [chunk id (32) | stored length (u32)]   chunks in pack order,
+//	        each starting where the previous ended, the first at offset 0
+//	..  32 SHA-256 of everything before
+const (
+	packIndexVersion   = 1
+	packIndexHeaderLen = 12
+	packEntryLen       = 36
+	packFooterLen      = 8
+	// DefaultPackSize is the size at which a pack is closed and stored.
+	DefaultPackSize = 16 << 20
+	// maxPackChunks bounds the chunks of one pack (the writer closes a
+	// pack when it reaches it; the decoder refuses more).
+	maxPackChunks = 1 << 16
+	// maxPackData bounds the chunk bytes of one pack.
+	maxPackData = 256 << 20
+)
+
+// packEntry locates one chunk in a pack.
+type packEntry struct {
+	ID  ChunkID
+	Off uint32
+	Len uint32
+}
+
+// encodePackIndex returns the index object for entries, which must be
+// contiguous from offset 0.
+func encodePackIndex(entries []packEntry) []byte {
+	b := make([]byte, packIndexHeaderLen, packIndexHeaderLen+len(entries)*packEntryLen+sha256.Size)
+	copy(b, "SPIX")
+	b[4] = packIndexVersion
+	binary.BigEndian.PutUint32(b[8:], uint32(len(entries)))
+	for _, e := range entries {
+		b = append(b, e.ID[:]...)
+		b = binary.BigEndian.AppendUint32(b, e.Len)
+	}
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// decodePackIndex parses and checks an index object.
+func decodePackIndex(b []byte) ([]packEntry, error) {
+	if len(b) < packIndexHeaderLen+sha256.Size || string(b[:4]) != "SPIX" {
+		return nil, fmt.Errorf("pack index: bad header: %w", ErrCorrupt)
+	}
+	if b[4] != packIndexVersion || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+		return nil, fmt.Errorf("pack index: version %d: %w", b[4], ErrCorrupt)
+	}
+	n := int(binary.BigEndian.Uint32(b[8:]))
+	if n < 1 || n > maxPackChunks || len(b) != packIndexHeaderLen+n*packEntryLen+sha256.Size {
+		return nil, fmt.Errorf("pack index: %d chunks in %d bytes: %w", n, len(b), ErrCorrupt)
+	}
+	body := b[:len(b)-sha256.Size]
+	if sha256.Sum256(body) != [32]byte(b[len(body):]) {
+		return nil, fmt.Errorf("pack index: checksum mismatch: %w", ErrCorrupt)
+	}
+	entries := make([]packEntry, n)
+	var off uint64
+	for i := range entries {
+		p := body[packIndexHeaderLen+i*packEntryLen:]
+		e := &entries[i]
+		copy(e.ID[:], p[:32])
+		e.Len = binary.BigEndian.Uint32(p[32:])
+		if e.ID.IsZero() || e.Len <= chunkHeaderLen || int64(e.Len) > int64(EncodeBound(MaxBlockSize)) {
+			return nil, fmt.Errorf("pack index: chunk %d: id %s, %d bytes: %w", i, e.ID, e.Len, ErrCorrupt)
+		}
+		e.Off = uint32(off)
+		off += uint64(e.Len)
+		if off > maxPackData {
+			return nil, fmt.Errorf("pack index: over %d bytes of chunks: %w", maxPackData, ErrCorrupt)
+		}
+	}
+	return entries, nil
+}
+
+// newPackID returns a random pack id (32 hex digits). Packs are not
+// content addressed: hashing 16 MiB again would cost CPU for nothing, since
+// every chunk in it carries its own hash.
+func newPackID() string {
+	var r [16]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+func validPackID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// packInfo is one loaded pack index.
+type packInfo struct {
+	id      string
+	entries []packEntry
+}
+
+// chunkLoc is where a packed chunk lives.
+type chunkLoc struct {
+	pack     *packInfo
+	off, len uint32
+}
+
+// packIndex is the ChunkStore's in-memory view of the pack indexes.
+type packIndex struct {
+	mu     sync.RWMutex
+	loaded bool
+	packs  map[string]*packInfo
+	loc    map[ChunkID]chunkLoc
+	// refreshMu serialises refreshes; gen counts them, so a reader that
+	// missed can tell whether a refresh ran since it looked.
+	refreshMu sync.Mutex
+	gen       uint64
+}
+
+func (cs *ChunkStore) packKey(id string) string  { return cs.root + "packs/" + id }
+func (cs *ChunkStore) indexKey(id string) string { return cs.root + "packidx/" + id }
+
+// lookup returns a packed chunk's location and the refresh generation it
+// was looked up in.
+func (cs *ChunkStore) lookup(id ChunkID) (chunkLoc, uint64, bool) {
+	cs.idx.mu.RLock()
+	defer cs.idx.mu.RUnlock()
+	l, ok := cs.idx.loc[id]
+	return l, cs.idx.gen, ok
+}
+
+// ensureIndex loads the pack indexes the first time they are needed.
+func (cs *ChunkStore) ensureIndex(ctx context.Context) error {
+	cs.idx.mu.RLock()
+	loaded := cs.idx.loaded
+	cs.idx.mu.RUnlock()
+	if loaded {
+		return nil
+	}
+	return cs.refreshIndex(ctx, 0)
+}
+
+// refreshIndex re-reads the list of pack indexes: new ones are loaded,
+// vanished ones (GC rewrote or removed their packs) dropped. When a
+// refresh newer than seen already ran meanwhile, it does nothing.
+func (cs *ChunkStore) refreshIndex(ctx context.Context, seen uint64) error {
+	ix := &cs.idx
+	ix.refreshMu.Lock()
+	defer ix.refreshMu.Unlock()
+	ix.mu.RLock()
+	done := ix.loaded && ix.gen > seen
+	old := ix.packs
+	ix.mu.RUnlock()
+	if done {
+		return nil
+	}
+	prefix := cs.root + "packidx/"
+	var ids []string
+	err := objstore.ListAll(ctx, cs.store, prefix, func(o objstore.ObjectInfo) error {
+		if id := strings.TrimPrefix(o.Key, prefix); validPackID(id) {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing pack indexes: %w", err)
+	}
+	packs := make(map[string]*packInfo, len(ids))
+	var load []string
+	for _, id := range ids {
+		if p, ok := old[id]; ok {
+			packs[id] = p
+		} else {
+			load = append(load, id)
+		}
+	}
+	loaded := make([]*packInfo, len(load))
+	err = parallel(ctx, 8, len(load), func(ctx context.Context, i int) error {
+		entries, err := cs.readIndex(ctx, load[i])
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil // removed since the listing
+		}
+		if err != nil {
+			return err
+		}
+		loaded[i] = &packInfo{id: load[i], entries: entries}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range loaded {
+		if p != nil {
+			packs[p.id] = p
+		}
+	}
+	loc := make(map[ChunkID]chunkLoc, len(ix.loc))
+	for _, p := range packs {
+		for _, e := range p.entries {
+			loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
+		}
+	}
+	ix.mu.Lock()
+	ix.packs, ix.loc, ix.loaded = packs, loc, true
+	ix.gen++
+	ix.mu.Unlock()
+	return nil
+}
+
+// Refresh re-reads the pack indexes now: packs stored by other processes
+// become visible, and packs garbage collection removed are forgotten.
+func (cs *ChunkStore) Refresh(ctx context.Context) error {
+	cs.idx.mu.RLock()
+	gen := cs.idx.gen
+	cs.idx.mu.RUnlock()
+	return cs.refreshIndex(ctx, gen)
+}
+
+// readIndex reads and decodes one pack's index object.
+func (cs *ChunkStore) readIndex(ctx context.Context, id string) ([]packEntry, error) {
+	rc, _, err := cs.store.Get(ctx, cs.indexKey(id), objstore.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading index of pack %s: %w", id, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, packIndexHeaderLen+maxPackChunks*packEntryLen+sha256.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading index of pack %s: %w", id, err)
+	}
+	entries, err := decodePackIndex(b)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	return entries, nil
+}
+
+// addPack records a pack this process stored.
+func (cs *ChunkStore) addPack(id string, entries []packEntry) {
+	p := &packInfo{id: id, entries: entries}
+	cs.idx.mu.Lock()
+	defer cs.idx.mu.Unlock()
+	if cs.idx.packs == nil {
+		cs.idx.packs = make(map[string]*packInfo)
+		cs.idx.loc = make(map[ChunkID]chunkLoc)
+	}
+	cs.idx.packs[id] = p
+	for _, e := range entries {
+		cs.idx.loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
+	}
+}
+
+// packs returns the loaded pack indexes, sorted by pack id.
+func (cs *ChunkStore) loadedPacks() []*packInfo {
+	cs.idx.mu.RLock()
+	defer cs.idx.mu.RUnlock()
+	out := make([]*packInfo, 0, len(cs.idx.packs))
+	for _, p := range cs.idx.packs {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *packInfo) int { return strings.Compare(a.id, b.id) })
+	return out
+}
+
+// readPacked reads a packed chunk's bytes into buf[:0].
+func (cs *ChunkStore) readPacked(ctx context.Context, id ChunkID, l chunkLoc, buf []byte) ([]byte, error) {
+	rc, _, err := cs.store.Get(ctx, cs.packKey(l.pack.id), objstore.GetOptions{Range: &objstore.Range{Offset: int64(l.off), Length: int64(l.len)}})
+	if err != nil {
+		return nil, fmt.Errorf("reading chunk %s from pack %s: %w", id, l.pack.id, err)
+	}
+	defer rc.Close()
+	if cap(buf) < int(l.len) {
+		buf = make([]byte, l.len)
+	}
+	buf = buf[:l.len]
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, fmt.Errorf("reading chunk %s from pack %s: %w", id, l.pack.id, err)
+	}
+	return buf, nil
+}
+
+// packWriter gathers encoded chunks into packs and stores each pack, then
+// its index, when it is full. It bounds memory: at most slots packs exist
+// at once (the one being filled and those being stored); a writer that
+// needs a new pack while all are taken waits, which holds back the
+// workers feeding it.
+type packWriter struct {
+	cs        *ChunkStore
+	size      int
+	slots     chan struct{}
+	bufs      *sync.Pool
+	failpoint func(string) error
+
+	mu   sync.Mutex
+	cur  *openPack
+	have map[ChunkID]uint32 // chunks this writer packed -> stored length
+}
+
+// openPack is a pack being filled.
+type openPack struct {
+	buf     *[]byte
+	entries []packEntry
+}
+
+// newPackWriter returns a writer closing packs at size bytes with at most
+// inFlight packs in memory.
+func newPackWriter(cs *ChunkStore, size, inFlight int, bufs *sync.Pool, failpoint func(string) error) *packWriter {
+	return &packWriter{
+		cs: cs, size: size, slots: make(chan struct{}, max(inFlight, 1)), bufs: bufs,
+		failpoint: failpoint, have: make(map[ChunkID]uint32),
+	}
+}
+
+// packed reports whether this writer has packed id, and its length.
+func (w *packWriter) packed(id ChunkID) (uint32, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, ok := w.have[id]
+	return n, ok
+}
+
+// add appends the encoded chunk obj unless this writer packed id already
+// (added is false then). When the pack is full, add stores it before it
+// returns; the chunk counts as stored only once the writer is flushed.
+func (w *packWriter) add(ctx context.Context, id ChunkID, obj []byte) (n uint32, added bool, err error) {
+	w.mu.Lock()
+	if n, ok := w.have[id]; ok {
+		w.mu.Unlock()
+		return n, false, nil
+	}
+	if w.cur == nil {
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			w.mu.Unlock()
+			return 0, false, ctx.Err()
+		}
+		w.cur = &openPack{buf: w.getBuf()}
+	}
+	p := w.cur
+	off := len(*p.buf)
+	*p.buf = append(*p.buf, obj...)
+	n = uint32(len(obj))
+	p.entries = append(p.entries, packEntry{ID: id, Off: uint32(off), Len: n})
+	w.have[id] = n
+	var full *openPack
+	if len(*p.buf) >= w.size || len(p.entries) == maxPackChunks {
+		full, w.cur = p, nil
+	}
+	w.mu.Unlock()
+	if full != nil {
+		err = w.store(ctx, full)
+	}
+	return n, true, err
+}
+
+// flush stores the pack being filled, if any.
+func (w *packWriter) flush(ctx context.Context) error {
+	w.mu.Lock()
+	p := w.cur
+	w.cur = nil
+	w.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return w.store(ctx, p)
+}
+
+// discard drops the pack being filled (the run failed).
+func (w *packWriter) discard() {
+	w.mu.Lock()
+	p := w.cur
+	w.cur = nil
+	w.mu.Unlock()
+	if p != nil {
+		w.release(p)
+	}
+}
+
+func (w *packWriter) getBuf() *[]byte {
+	if b, ok := w.bufs.Get().(*[]byte); ok && cap(*b) >= w.size+EncodeBound(MaxBlockSize) {
+		*b = (*b)[:0]
+		return b
+	}
+	// Room for the chunk that overflows size, and the index and footer
+	// of a pack of ordinary chunks (packs of tiny chunks grow it once).
+	b := make([]byte, 0, w.size+EncodeBound(MaxBlockSize)+64<<10)
+	return &b
+}
+
+func (w *packWriter) release(p *openPack) {
+	w.bufs.Put(p.buf)
+	<-w.slots
+}
+
+// store writes a full pack, then its index, and records it in the chunk
+// store. It must not take w.mu: add holds it while it waits for the slot
+// store frees. A crash between the two leaves a pack without an index, which
+// no reader uses and GC removes after its grace period.
+func (w *packWriter) store(ctx context.Context, p *openPack) error {
+	defer w.release(p)
+	id := newPackID()
+	idx := encodePackIndex(p.entries)
+	body := append(*p.buf, idx...)
+	body = binary.BigEndian.AppendUint32(body, uint32(len(idx)))
+	body = append(body, "SPK1"...)
+	*p.buf = body[:0]
+	if _, err := w.cs.store.Put(ctx, w.cs.packKey(id), bytes.NewReader(body), int64(len(body)), objstore.PutOptions{}); err != nil {
+		return fmt.Errorf("storing pack %s: %w", id, err)
+	}
+	if w.failpoint != nil {
+		if err := w.failpoint("pack.stored"); err != nil {
+			return fmt.Errorf("failpoint pack.stored: %w", err)
+		}
+	}
+	if _, err := w.cs.store.Put(ctx, w.cs.indexKey(id), bytes.NewReader(idx), int64(len(idx)), objstore.PutOptions{}); err != nil {
+		return fmt.Errorf("storing index of pack %s: %w", id, err)
+	}
+	w.cs.addPack(id, p.entries)
+	return nil
+}
+
+// listedChunks is a sorted list of chunk objects found by one listing, for
+// runs that pack: a conditional PUT no longer tells them whether a chunk
+// exists. 36 bytes per chunk.
+type listedChunks struct {
+	ids   []ChunkID
+	sizes []uint32
+}
+
+func (cs *ChunkStore) listChunks(ctx context.Context) (*listedChunks, error) {
+	l := &listedChunks{}
+	err := objstore.ListAll(ctx, cs.store, cs.prefix, func(o objstore.ObjectInfo) error {
+		if id, ok := cs.IDFromKey(o.Key); ok {
+			l.ids = append(l.ids, id)
+			l.sizes = append(l.sizes, uint32(min(o.Size, 1<<32-1)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing chunks: %w", err)
+	}
+	// Listings come in key order, which is id order; check rather than
+	// trust it.
+	if !slices.IsSortedFunc(l.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) }) {
+		idx := make([]int, len(l.ids))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(l.ids[a][:], l.ids[b][:]) })
+		ids, sizes := make([]ChunkID, len(idx)), make([]uint32, len(idx))
+		for k, i := range idx {
+			ids[k], sizes[k] = l.ids[i], l.sizes[i]
+		}
+		l.ids, l.sizes = ids, sizes
+	}
+	return l, nil
+}
+
+func (l *listedChunks) find(id ChunkID) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(l.ids, id, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+	if !ok {
+		return 0, false
+	}
+	return l.sizes[i], true
+}
