@@ -172,14 +172,36 @@ const childEnv = "SLUICE_BLOCKCACHE_KILL_CHILD"
 // while another goroutine is writing, then reopens the volume and the
 // catalogue: the snapshot completes with a point-in-time image, and every
 // write the child acknowledged (after Flush) is in the volume.
+// killPacksEnv tells the child to pack every chunk it uploads.
+const killPacksEnv = "SLUICE_BLOCKCACHE_KILL_PACKS"
+
+// killOptions are the catalogue options of the child and of the parent's
+// resume: packs makes every run pack its chunks into small packs.
+func killOptions(packs bool) snapshot.Options {
+	if !packs {
+		return snapshot.Options{Concurrency: 2}
+	}
+	return snapshot.Options{Concurrency: 2, PackSize: 4 * snapshot.MinBlockSize, PackMinBytes: 1}
+}
+
+// TestKillDuringSnapshot SIGKILLs a child process in the middle of a
+// snapshot upload while it writes, with chunks stored as objects and packed.
 func TestKillDuringSnapshot(t *testing.T) {
 	if dir := os.Getenv(childEnv); dir != "" {
-		killChild(t, dir)
+		killChild(t, dir, os.Getenv(killPacksEnv) != "")
 		return
 	}
+	t.Run("objects", func(t *testing.T) { testKillDuringSnapshot(t, false) })
+	t.Run("packs", func(t *testing.T) { testKillDuringSnapshot(t, true) })
+}
+
+func testKillDuringSnapshot(t *testing.T, packs bool) {
 	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringSnapshot$", "-test.v")
 	cmd.Env = append(os.Environ(), childEnv+"="+root)
+	if packs {
+		cmd.Env = append(cmd.Env, killPacksEnv+"=1")
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -205,7 +227,11 @@ func TestKillDuringSnapshot(t *testing.T) {
 	_ = cmd.Wait()
 
 	ctx := ctxT(t)
-	e := embeddedEnv(t, filepath.Join(root, "store"))
+	st, err := objstore.OpenEmbedded(filepath.Join(root, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := wrapEnv(t, st, killOptions(packs))
 	v, err := OpenStored(filepath.Join(root, "vol"), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +272,8 @@ func TestKillDuringSnapshot(t *testing.T) {
 		t.Fatalf("resumed snapshot is not a point-in-time image (differs at %d, prefix %d)", d, k)
 	}
 	checkCatalog(t, e)
-	t.Logf("killed child: %d writes acknowledged, %d before the snapshot, snapshot holds %d", acked, beforeSnap, k)
+	t.Logf("killed child: %d writes acknowledged, %d before the snapshot, snapshot holds %d; %d packs, %d chunk objects",
+		acked, beforeSnap, k, e.countObjects(t, "packs/"), e.countObjects(t, "chunks/"))
 }
 
 const killVolSize = 8 << 20
@@ -272,14 +299,14 @@ func childData() (base []byte, slots []int, writes [][]byte) {
 // killChild is the child side: it writes, starts a slow snapshot with a
 // writer running, and logs each acknowledged write; it never returns
 // normally (the parent kills it).
-func killChild(t *testing.T, root string) {
+func killChild(t *testing.T, root string, packs bool) {
 	ctx := context.Background()
 	base, err := objstore.OpenEmbedded(filepath.Join(root, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fs := objstore.NewFaultStore(base)
-	cat, err := snapshot.Open(fs, snapshot.Options{Concurrency: 2})
+	cat, err := snapshot.Open(fs, killOptions(packs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,8 +139,17 @@ func TestMinIOIncremental1GiB(t *testing.T) {
 
 // TestMinIOGCRounds: after many snapshot/delete rounds on two volumes that
 // share content, GC leaves exactly the chunks the live manifests
-// reference, and every live snapshot still restores.
+// reference, and every live snapshot still restores. It runs with chunks
+// stored as objects, and with every run packing its chunks (GC then
+// rewrites packs, and restores read chunks by ranged GETs).
 func TestMinIOGCRounds(t *testing.T) {
+	t.Run("objects", func(t *testing.T) { testMinIOGCRounds(t, snapshot.Options{}) })
+	t.Run("packs", func(t *testing.T) {
+		testMinIOGCRounds(t, snapshot.Options{PackSize: 2 * snapshot.MinBlockSize, PackMinBytes: 1})
+	})
+}
+
+func testMinIOGCRounds(t *testing.T, o snapshot.Options) {
 	ctx := ctxT(t)
 	m := testenv.StartMinIO(t)
 	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, Bucket: m.Bucket, Credentials: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
@@ -148,7 +157,9 @@ func TestMinIOGCRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	var skew atomic.Int64 // how far the catalogue's clock runs ahead
-	e := wrapEnv(t, s3, snapshot.Options{GCGrace: time.Minute, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	o.GCGrace = time.Minute
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	e := wrapEnv(t, s3, o)
 	r := rand.New(rand.NewPCG(4, 4))
 	vols := []*model{
 		newModel(t, filepath.Join(t.TempDir(), "a"), 2<<20, snapshot.MinBlockSize, snapshot.CodecLZ4),
@@ -197,6 +208,9 @@ func TestMinIOGCRounds(t *testing.T) {
 	c := checkCatalog(t, e)
 	if c.Unreferenced != 0 || c.Chunks != c.LiveChunks {
 		t.Fatalf("after gc: %+v", c)
+	}
+	if o.PackSize > 0 && (c.Packs == 0 || res.PacksRewritten+res.PacksDeleted == 0 || e.countObjects(t, "chunks/") != 0) {
+		t.Fatalf("packs after gc: %+v, %+v", c, res)
 	}
 	for _, k := range live {
 		if _, img := restoreVolume(t, e, k.id); firstDiff(img, k.img) >= 0 {

@@ -214,6 +214,10 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	for i, c := range []Codec{CodecNone, CodecZstd, CodecLZ4} {
 		writeSeed(t, dir, i, coder.Encode(nil, raw, c))
 	}
+	dir = filepath.Join("testdata", "fuzz", "FuzzPackIndexDecode")
+	for i, n := range []int{1, 3, 40} {
+		writeSeed(t, dir, i, encodePackIndex(samplePackEntries(r, n)))
+	}
 }
 
 func writeSeed(t *testing.T, dir string, i int, b []byte) {

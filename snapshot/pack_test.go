@@ -3,8 +3,10 @@ package snapshot
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -284,5 +286,52 @@ func TestPackCrashes(t *testing.T) {
 	}
 	if v, err := reader.Verify(ctx, s2.ID); err != nil || !v.OK {
 		t.Fatalf("verify after gc: %+v %v", v, err)
+	}
+}
+
+// TestPackedDamage: a flipped byte in a pack and a lost pack are found by
+// Verify (chunk by chunk), Restore and Check.
+func TestPackedDamage(t *testing.T) {
+	ctx := ctxT(t)
+	c := newTestCatalog(t, "", packTestOptions(newClock()))
+	const n = 32
+	size := int64(n) * MinBlockSize
+	img := packImage(rand.New(rand.NewPCG(11, 12)), n)
+	s, err := c.Create(ctx, CreateRequest{Volume: "v", Size: size, BlockSize: MinBlockSize, Source: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs := c.Chunks().loadedPacks()
+	if len(packs) < 2 {
+		t.Fatalf("%d packs", len(packs))
+	}
+	// Flip a byte inside the first chunk of the first pack.
+	key := c.Chunks().packKey(packs[0].id)
+	rc, _, err := c.store.Get(ctx, key, objstore.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body[packs[0].entries[0].Off+chunkHeaderLen+3] ^= 0x40
+	if _, err := c.store.Put(ctx, key, bytes.NewReader(body), int64(len(body)), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Lose the second pack (its index stays).
+	if err := c.store.Delete(ctx, c.Chunks().packKey(packs[1].id)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Verify(ctx, s.ID)
+	if err != nil || v.OK || len(v.Corrupt) != 1 || v.Corrupt[0] != packs[0].entries[0].ID.String() || len(v.Missing) != len(packs[1].entries) {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	if _, err := c.Restore(ctx, s.ID, &sliceWriter{b: make([]byte, size)}); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrChunkMissing) {
+		t.Fatalf("restore of a damaged snapshot: %v", err)
+	}
+	if res, err := c.Check(ctx); err != nil || res.OK || !strings.Contains(strings.Join(res.Problems, "\n"), packs[1].id) {
+		t.Fatalf("check: %+v %v", res, err)
 	}
 }

@@ -1,17 +1,23 @@
 package snapshot
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicegw/sluice/internal/objstore"
 )
 
 // RestoreResult summarises a restore.
@@ -132,44 +138,16 @@ func (w restoreWriter) WriteAt(p []byte, off int64) (int, error) {
 
 // eachChunk downloads and decodes the chunk of every non-hole block of m
 // and calls fn with the block index and its bytes (valid during the call),
-// on Concurrency goroutines.
+// on Concurrency goroutines. A chunk several blocks share is read once.
 func (c *Catalog) eachChunk(ctx context.Context, m *BlockMap, fn func(i int64, raw []byte) error) error {
-	n := m.NumBlocks()
-	var (
-		mu   sync.Mutex
-		next int64
-	)
-	nextBlock := func() int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		for next < n && m.Blocks[next].ID.IsZero() {
-			next++
-		}
-		if next >= n {
-			return -1
-		}
-		next++
-		return next - 1
-	}
-	return parallel(ctx, c.o.Concurrency, c.o.Concurrency, func(ctx context.Context, _ int) error {
-		obj := c.getBuf(EncodeBound(m.BlockSize))
+	return c.readChunks(ctx, m.Blocks, nil, func(id ChunkID, obj []byte, blks []int64) error {
 		raw := c.getBuf(m.BlockSize)
 		defer c.putBuf(raw)
-		defer c.putBuf(obj)
-		for {
-			i := nextBlock()
-			if i < 0 {
-				return nil
-			}
-			id := m.Blocks[i].ID
-			o, err := c.chunks.GetObject(ctx, id, obj[:0])
-			if err != nil {
-				return err
-			}
-			b, err := c.coder.Decode(raw[:0], o, id)
-			if err != nil {
-				return err
-			}
+		b, err := c.coder.Decode(raw[:0], obj, id)
+		if err != nil {
+			return err
+		}
+		for _, i := range blks {
 			if len(b) != m.BlockLen(i) {
 				return fmt.Errorf("chunk %s of block %d has %d bytes, want %d: %w", id, i, len(b), m.BlockLen(i), ErrCorrupt)
 			}
@@ -177,6 +155,147 @@ func (c *Catalog) eachChunk(ctx context.Context, m *BlockMap, fn func(i int64, r
 				return err
 			}
 		}
+		return nil
+	})
+}
+
+// maxReadGroup bounds one ranged read of neighbouring packed chunks. The
+// chunks stream through one chunk buffer, so it costs no memory; it only
+// spreads a pack over several workers.
+const maxReadGroup = 8 << 20
+
+// readItem is one block to read, with its chunk's location (pack nil for a
+// chunk object).
+type readItem struct {
+	pack     *packInfo
+	off, len uint32
+	blk      int64
+}
+
+// readChunks reads the chunks blocks reference, holes skipped, and calls fn
+// with each distinct chunk's stored bytes (valid during the call) and the
+// indexes of the blocks that hold it, on Concurrency goroutines. A chunk
+// the store does not have fails the read with ErrChunkMissing, or, when
+// missing is set, is passed to it instead. Chunks
+// that lie next to each other in a pack are read with one ranged GET: the
+// store's cost per request (and, on MinIO, per erasure block touched) is
+// what a restore of packed chunks would otherwise pay per chunk.
+func (c *Catalog) readChunks(ctx context.Context, blocks []BlockRef, missing func(ChunkID) error, fn func(id ChunkID, obj []byte, blks []int64) error) error {
+	if err := c.chunks.ensureIndex(ctx); err != nil {
+		return err
+	}
+	items := make([]readItem, 0, len(blocks))
+	for i, b := range blocks {
+		if b.ID.IsZero() {
+			continue
+		}
+		l, _, _ := c.chunks.lookup(b.ID)
+		items = append(items, readItem{pack: l.pack, off: l.off, len: l.len, blk: int64(i)})
+	}
+	slices.SortFunc(items, func(a, b readItem) int {
+		switch {
+		case a.pack != b.pack:
+			if a.pack == nil || b.pack == nil {
+				return cmp.Compare(boolInt(a.pack != nil), boolInt(b.pack != nil))
+			}
+			return strings.Compare(a.pack.id, b.pack.id)
+		case a.off != b.off:
+			return cmp.Compare(a.off, b.off)
+		}
+		if a.pack == nil {
+			if d := bytes.Compare(blocks[a.blk].ID[:], blocks[b.blk].ID[:]); d != 0 {
+				return d
+			}
+		}
+		return cmp.Compare(a.blk, b.blk)
+	})
+	// Groups: runs of items that one read serves.
+	var groups [][2]int
+	for k := 0; k < len(items); {
+		e := k + 1
+		if p := items[k].pack; p != nil {
+			end, total := items[k].off+items[k].len, items[k].len
+			for ; e < len(items) && items[e].pack == p; e++ {
+				if items[e].off == items[e-1].off {
+					continue // the same chunk, another block
+				}
+				if items[e].off != end || total+items[e].len > maxReadGroup {
+					break
+				}
+				end += items[e].len
+				total += items[e].len
+			}
+		} else {
+			for e < len(items) && items[e].pack == nil && blocks[items[e].blk].ID == blocks[items[k].blk].ID {
+				e++
+			}
+		}
+		groups = append(groups, [2]int{k, e})
+		k = e
+	}
+	return parallel(ctx, c.o.Concurrency, len(groups), func(ctx context.Context, g int) error {
+		return c.readGroup(ctx, blocks, items[groups[g][0]:groups[g][1]], missing, fn)
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readGroup reads one group of readChunks.
+func (c *Catalog) readGroup(ctx context.Context, blocks []BlockRef, items []readItem, missing func(ChunkID) error, fn func(ChunkID, []byte, []int64) error) error {
+	obj := c.getBuf(EncodeBound(MaxBlockSize))
+	defer c.putBuf(obj)
+	var blks []int64
+	// each calls f for every distinct chunk of the group, in order.
+	each := func(f func(id ChunkID, it readItem) error) error {
+		for k := 0; k < len(items); {
+			id := blocks[items[k].blk].ID
+			blks = blks[:0]
+			e := k
+			for ; e < len(items) && blocks[items[e].blk].ID == id; e++ {
+				blks = append(blks, items[e].blk)
+			}
+			if err := f(id, items[k]); err != nil {
+				return err
+			}
+			k = e
+		}
+		return nil
+	}
+	one := func(id ChunkID, _ readItem) error {
+		o, err := c.chunks.GetObject(ctx, id, obj[:0])
+		if missing != nil && errors.Is(err, ErrChunkMissing) {
+			return missing(id)
+		}
+		if err != nil {
+			return err
+		}
+		return fn(id, o, blks)
+	}
+	first, last := items[0], items[len(items)-1]
+	if first.pack == nil || len(items) == 1 {
+		return each(one)
+	}
+	rc, _, err := c.store.Get(ctx, c.chunks.packKey(first.pack.id), objstore.GetOptions{
+		Range: &objstore.Range{Offset: int64(first.off), Length: int64(last.off) + int64(last.len) - int64(first.off)},
+	})
+	if errors.Is(err, objstore.ErrNotFound) {
+		return each(one) // garbage collection moved the chunks: look each up again
+	}
+	if err != nil {
+		return fmt.Errorf("reading pack %s: %w", first.pack.id, err)
+	}
+	defer rc.Close()
+	return each(func(id ChunkID, it readItem) error {
+		b := obj[:it.len]
+		if _, err := io.ReadFull(rc, b); err != nil {
+			return fmt.Errorf("reading chunk %s from pack %s: %w", id, it.pack.id, err)
+		}
+		return fn(id, b, blks)
 	})
 }
 
@@ -202,15 +321,17 @@ func (c *Catalog) Verify(ctx context.Context, id string) (VerifyResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// Each distinct chunk once; readChunks reads neighbours in a pack
+	// together.
 	seen := make(map[ChunkID]bool)
-	var ids []ChunkID
+	var refs []BlockRef
 	for _, b := range m.Map.Blocks {
 		if !b.ID.IsZero() && !seen[b.ID] {
 			seen[b.ID] = true
-			ids = append(ids, b.ID)
+			refs = append(refs, b)
 		}
 	}
-	res.Chunks = len(ids)
+	res.Chunks = len(refs)
 	var mu sync.Mutex
 	note := func(list *[]string, id ChunkID) {
 		mu.Lock()
@@ -220,25 +341,17 @@ func (c *Catalog) Verify(ctx context.Context, id string) (VerifyResult, error) {
 		}
 	}
 	var bad atomic.Int64
-	err = parallel(ctx, c.o.Concurrency, c.o.Concurrency, func(ctx context.Context, w int) error {
-		obj := c.getBuf(EncodeBound(m.Map.BlockSize))
+	missing := func(id ChunkID) error {
+		bad.Add(1)
+		note(&res.Missing, id)
+		return nil
+	}
+	err = c.readChunks(ctx, refs, missing, func(id ChunkID, obj []byte, _ []int64) error {
 		raw := c.getBuf(m.Map.BlockSize)
 		defer c.putBuf(raw)
-		defer c.putBuf(obj)
-		for k := w; k < len(ids); k += c.o.Concurrency {
-			o, err := c.chunks.GetObject(ctx, ids[k], obj[:0])
-			if errors.Is(err, ErrChunkMissing) {
-				bad.Add(1)
-				note(&res.Missing, ids[k])
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := c.coder.Decode(raw[:0], o, ids[k]); err != nil {
-				bad.Add(1)
-				note(&res.Corrupt, ids[k])
-			}
+		if _, err := c.coder.Decode(raw[:0], obj, id); err != nil {
+			bad.Add(1)
+			note(&res.Corrupt, id)
 		}
 		return nil
 	})
