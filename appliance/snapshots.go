@@ -215,5 +215,6 @@ func (m *volumeManager) RunGC(ctx context.Context, dryRun bool) (api.GCResult, e
 		return api.GCResult{}, snapshotErr("", err)
 	}
 	return api.GCResult{Deferred: res.Deferred, Snapshots: res.Snapshots, LiveChunks: res.LiveChunks, Chunks: res.Chunks,
-		Deleted: res.Deleted, DeletedBytes: res.DeletedBytes, Young: res.Young}, nil
+		Deleted: res.Deleted, DeletedBytes: res.DeletedBytes, Young: res.Young,
+		Packs: res.Packs, PacksRewritten: res.PacksRewritten, PacksDeleted: res.PacksDeleted}, nil
 }

@@ -13,6 +13,8 @@
 // Object layout under the catalogue's prefix:
 //
 //	chunks/<2 hex>/<64 hex>   chunk objects (immutable, content addressed)
+//	packs/<32 hex>            packs of chunks, written by large runs
+//	packidx/<32 hex>          one index per pack: its chunks' ids and lengths
 //	manifests/<id>            one manifest per completed snapshot
 //	catalog/<id>.json         one catalogue entry per snapshot
 //	locks/gc                  the garbage collector's lease

@@ -285,6 +285,9 @@ func newGCCommand(g *globalOptions) *cobra.Command {
 			}
 			_, err = fmt.Fprintf(g.stdout, "%s %d of %d chunks (%s); %d live, %d too young\n", verb, r.Deleted, r.Chunks,
 				humanize.IBytes(uint64(r.DeletedBytes)), r.LiveChunks, r.Young)
+			if err == nil && r.Packs > 0 {
+				_, err = fmt.Fprintf(g.stdout, "packs: %d, %d rewritten, %d deleted\n", r.Packs, r.PacksRewritten, r.PacksDeleted)
+			}
 			return err
 		},
 	}

@@ -295,6 +295,11 @@ type GCResult struct {
 	Deleted      int   `json:"deleted"`
 	DeletedBytes int64 `json:"deleted_bytes"`
 	Young        int   `json:"young"`
+	// Packs counts the packs found; PacksRewritten those whose live chunks
+	// were moved to new packs, PacksDeleted those with none live.
+	Packs          int `json:"packs"`
+	PacksRewritten int `json:"packs_rewritten"`
+	PacksDeleted   int `json:"packs_deleted"`
 }
 
 // Share is an NFS file share whose files are objects in a bucket
