@@ -124,6 +124,9 @@ func (c *Catalog) packedChunks(ctx context.Context, have map[ChunkID]bool, probl
 	if err != nil {
 		return 0, fmt.Errorf("listing packs: %w", err)
 	}
+	for id, err := range cs.badIndexes() {
+		problem("pack %s: %v", id, err)
+	}
 	n := 0
 	for _, p := range cs.loadedPacks() {
 		if !objs[p.id] {

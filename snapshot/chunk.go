@@ -308,7 +308,7 @@ func (cs *ChunkStore) Stat(ctx context.Context, id ChunkID) (size int64, ok bool
 	if err := cs.ensureIndex(ctx); err != nil {
 		return 0, false, err
 	}
-	if l, _, ok := cs.lookup(id); ok {
+	if l, ok := cs.lookup(id); ok {
 		return int64(l.len), true, nil
 	}
 	oi, err := cs.store.Head(ctx, cs.Key(id))
@@ -354,7 +354,7 @@ func (cs *ChunkStore) GetObject(ctx context.Context, id ChunkID, buf []byte) ([]
 		return nil, err
 	}
 	for retried := false; ; retried = true {
-		l, gen, ok := cs.lookup(id)
+		l, ok := cs.lookup(id)
 		var (
 			b   []byte
 			err error
@@ -370,7 +370,7 @@ func (cs *ChunkStore) GetObject(ctx context.Context, id ChunkID, buf []byte) ([]
 		if retried || !errors.Is(err, ErrChunkMissing) {
 			return b, err
 		}
-		if err := cs.refreshIndex(ctx, gen); err != nil {
+		if err := cs.Refresh(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -404,7 +404,7 @@ func (r *createRun) store(ctx context.Context, p, zero, enc []byte, i int64) (Bl
 		return r.parent.Blocks[i], nil
 	}
 	c := r.c
-	if l, _, ok := c.chunks.lookup(id); ok {
+	if l, ok := c.chunks.lookup(id); ok {
 		return BlockRef{ID: id, Stored: l.len}, nil
 	}
 	if r.packs != nil {

@@ -216,6 +216,10 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 	if err := cs.Refresh(ctx); err != nil {
 		return err
 	}
+	for id, err := range cs.badIndexes() {
+		// Its pack would look like an orphan, and its live chunks go.
+		return fmt.Errorf("index of pack %s is damaged, not collecting: %w", id, err)
+	}
 	objs := make(map[string]objstore.ObjectInfo)
 	prefix := cs.root + "packs/"
 	err := objstore.ListAll(ctx, c.store, prefix, func(o objstore.ObjectInfo) error {
@@ -286,7 +290,11 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 		}
 		if len(keep) > 0 {
 			if w == nil {
-				w = newPackWriter(cs, c.o.PackSize, 2, &c.packBufs, c.o.Failpoint)
+				size := c.o.PackSize
+				if size <= 0 { // packing is off for new runs; rewrites still pack
+					size = DefaultPackSize
+				}
+				w = newPackWriter(cs, size, 2, &c.packBufs, c.o.Failpoint)
 			}
 			if err := c.movePacked(ctx, w, p.id, o.Size, keep); err != nil {
 				return err

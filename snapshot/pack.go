@@ -149,22 +149,35 @@ type packIndex struct {
 	loaded bool
 	packs  map[string]*packInfo
 	loc    map[ChunkID]chunkLoc
-	// refreshMu serialises refreshes; gen counts them, so a reader that
-	// missed can tell whether a refresh ran since it looked.
-	refreshMu sync.Mutex
-	gen       uint64
+	// bad holds indexes that failed to decode: their packs' chunks are
+	// missing to readers, and GC refuses to run (it would take the pack
+	// for an orphan).
+	bad map[string]error
+	// refreshMu serialises refreshes. started numbers them as they begin
+	// and done is the number of the last one that finished, so a caller
+	// can tell whether a refresh that began after it asked has finished
+	// (whose listing therefore saw everything stored before it asked).
+	refreshMu     sync.Mutex
+	started, done uint64
 }
 
 func (cs *ChunkStore) packKey(id string) string  { return cs.root + "packs/" + id }
 func (cs *ChunkStore) indexKey(id string) string { return cs.root + "packidx/" + id }
 
-// lookup returns a packed chunk's location and the refresh generation it
-// was looked up in.
-func (cs *ChunkStore) lookup(id ChunkID) (chunkLoc, uint64, bool) {
+// lookup returns a packed chunk's location.
+func (cs *ChunkStore) lookup(id ChunkID) (chunkLoc, bool) {
 	cs.idx.mu.RLock()
 	defer cs.idx.mu.RUnlock()
 	l, ok := cs.idx.loc[id]
-	return l, cs.idx.gen, ok
+	return l, ok
+}
+
+// ticket returns the number of refreshes begun so far; a refresh numbered
+// above it began later.
+func (cs *ChunkStore) ticket() uint64 {
+	cs.idx.mu.RLock()
+	defer cs.idx.mu.RUnlock()
+	return cs.idx.started
 }
 
 // ensureIndex loads the pack indexes the first time they are needed.
@@ -175,23 +188,34 @@ func (cs *ChunkStore) ensureIndex(ctx context.Context) error {
 	if loaded {
 		return nil
 	}
-	return cs.refreshIndex(ctx, 0)
+	return cs.refreshIndex(ctx, cs.ticket())
+}
+
+// Refresh re-reads the pack indexes: packs stored by other processes
+// become visible, and packs garbage collection removed are forgotten. When
+// it returns, the view includes every index stored before it was called.
+func (cs *ChunkStore) Refresh(ctx context.Context) error {
+	return cs.refreshIndex(ctx, cs.ticket())
 }
 
 // refreshIndex re-reads the list of pack indexes: new ones are loaded,
-// vanished ones (GC rewrote or removed their packs) dropped. When a
-// refresh newer than seen already ran meanwhile, it does nothing.
-func (cs *ChunkStore) refreshIndex(ctx context.Context, seen uint64) error {
+// vanished ones (GC rewrote or removed their packs) dropped. If a refresh
+// that began after ticket was taken has finished meanwhile, it does
+// nothing: that one's view is as fresh as the caller needs.
+func (cs *ChunkStore) refreshIndex(ctx context.Context, ticket uint64) error {
 	ix := &cs.idx
 	ix.refreshMu.Lock()
 	defer ix.refreshMu.Unlock()
-	ix.mu.RLock()
-	done := ix.loaded && ix.gen > seen
-	old := ix.packs
-	ix.mu.RUnlock()
-	if done {
+	ix.mu.Lock()
+	if ix.loaded && ix.done > ticket {
+		ix.mu.Unlock()
 		return nil
 	}
+	ix.started++
+	me := ix.started
+	old := ix.packs
+	ix.mu.Unlock()
+
 	prefix := cs.root + "packidx/"
 	var ids []string
 	err := objstore.ListAll(ctx, cs.store, prefix, func(o objstore.ObjectInfo) error {
@@ -213,12 +237,16 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, seen uint64) error {
 		}
 	}
 	loaded := make([]*packInfo, len(load))
+	bad := make([]error, len(load))
 	err = parallel(ctx, 8, len(load), func(ctx context.Context, i int) error {
 		entries, err := cs.readIndex(ctx, load[i])
-		if errors.Is(err, objstore.ErrNotFound) {
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
 			return nil // removed since the listing
-		}
-		if err != nil {
+		case errors.Is(err, ErrCorrupt):
+			bad[i] = err
+			return nil
+		case err != nil:
 			return err
 		}
 		loaded[i] = &packInfo{id: load[i], entries: entries}
@@ -227,9 +255,21 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, seen uint64) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range loaded {
+	badIdx := make(map[string]error)
+	for i, p := range loaded {
 		if p != nil {
 			packs[p.id] = p
+		}
+		if bad[i] != nil {
+			badIdx[load[i]] = bad[i]
+		}
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	// Packs this process stored while the listing ran exist; keep them.
+	for id, p := range ix.packs {
+		if _, ok := old[id]; !ok {
+			packs[id] = p
 		}
 	}
 	loc := make(map[ChunkID]chunkLoc, len(ix.loc))
@@ -238,20 +278,15 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, seen uint64) error {
 			loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
 		}
 	}
-	ix.mu.Lock()
-	ix.packs, ix.loc, ix.loaded = packs, loc, true
-	ix.gen++
-	ix.mu.Unlock()
+	ix.packs, ix.loc, ix.bad, ix.loaded, ix.done = packs, loc, badIdx, true, me
 	return nil
 }
 
-// Refresh re-reads the pack indexes now: packs stored by other processes
-// become visible, and packs garbage collection removed are forgotten.
-func (cs *ChunkStore) Refresh(ctx context.Context) error {
+// badIndexes returns the indexes the last refresh could not decode.
+func (cs *ChunkStore) badIndexes() map[string]error {
 	cs.idx.mu.RLock()
-	gen := cs.idx.gen
-	cs.idx.mu.RUnlock()
-	return cs.refreshIndex(ctx, gen)
+	defer cs.idx.mu.RUnlock()
+	return cs.idx.bad
 }
 
 // readIndex reads and decodes one pack's index object.

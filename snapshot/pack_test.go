@@ -334,4 +334,21 @@ func TestPackedDamage(t *testing.T) {
 	if res, err := c.Check(ctx); err != nil || res.OK || !strings.Contains(strings.Join(res.Problems, "\n"), packs[1].id) {
 		t.Fatalf("check: %+v %v", res, err)
 	}
+	// A damaged index: Check names it, and GC refuses to run rather than
+	// take its pack for an orphan.
+	garbage := []byte("SPIX not an index")
+	if _, err := c.store.Put(ctx, c.Chunks().indexKey(packs[2].id), bytes.NewReader(garbage), int64(len(garbage)), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := Open(c.store, packTestOptions(newClock())) // another process reads it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if res, err := fresh.Check(ctx); err != nil || !strings.Contains(strings.Join(res.Problems, "\n"), "pack "+packs[2].id+": pack index") {
+		t.Fatalf("check with a damaged index: %+v %v", res, err)
+	}
+	if res, err := fresh.GC(ctx, GCOptions{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("gc with a damaged index: %+v %v", res, err)
+	}
 }

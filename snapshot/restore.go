@@ -181,7 +181,9 @@ type readItem struct {
 // store's cost per request (and, on MinIO, per erasure block touched) is
 // what a restore of packed chunks would otherwise pay per chunk.
 func (c *Catalog) readChunks(ctx context.Context, blocks []BlockRef, missing func(ChunkID) error, fn func(id ChunkID, obj []byte, blks []int64) error) error {
-	if err := c.chunks.ensureIndex(ctx); err != nil {
+	// Packs stored since this process last looked (by another gateway)
+	// are found here, not one miss at a time.
+	if err := c.chunks.Refresh(ctx); err != nil {
 		return err
 	}
 	items := make([]readItem, 0, len(blocks))
@@ -189,7 +191,7 @@ func (c *Catalog) readChunks(ctx context.Context, blocks []BlockRef, missing fun
 		if b.ID.IsZero() {
 			continue
 		}
-		l, _, _ := c.chunks.lookup(b.ID)
+		l, _ := c.chunks.lookup(b.ID)
 		items = append(items, readItem{pack: l.pack, off: l.off, len: l.len, blk: int64(i)})
 	}
 	slices.SortFunc(items, func(a, b readItem) int {
