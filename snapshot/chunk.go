@@ -411,16 +411,8 @@ func (cs *ChunkStore) deleteMany(ctx context.Context, ids []ChunkID) error {
 	for i, id := range ids {
 		keys[i] = cs.Key(id)
 	}
-	for len(keys) > 0 {
-		n := min(len(keys), objstore.MaxDeleteBatch)
-		failed, err := cs.store.DeleteMany(ctx, keys[:n])
-		if err != nil {
-			return fmt.Errorf("deleting chunks: %w", err)
-		}
-		for k, e := range failed {
-			return fmt.Errorf("deleting chunk %s: %w", k, e)
-		}
-		keys = keys[n:]
+	if err := deleteKeys(ctx, cs.store, keys); err != nil {
+		return fmt.Errorf("chunks: %w", err)
 	}
 	return nil
 }

@@ -317,7 +317,7 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 	for _, id := range retired {
 		keys = append(keys, cs.indexKey(id))
 	}
-	if err := c.deleteKeys(ctx, keys); err != nil {
+	if err := deleteKeys(ctx, c.store, keys); err != nil {
 		return err
 	}
 	keys = keys[:0]
@@ -334,7 +334,7 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 			keys = append(keys, cs.packKey(id))
 		}
 	}
-	if err := c.deleteKeys(ctx, keys); err != nil {
+	if err := deleteKeys(ctx, c.store, keys); err != nil {
 		return err
 	}
 	return cs.Refresh(ctx)
@@ -367,10 +367,10 @@ func (c *Catalog) movePacked(ctx context.Context, w *packWriter, id string, size
 }
 
 // deleteKeys removes objects in batches; missing ones are ignored.
-func (c *Catalog) deleteKeys(ctx context.Context, keys []string) error {
+func deleteKeys(ctx context.Context, s objstore.Store, keys []string) error {
 	for len(keys) > 0 {
 		n := min(len(keys), objstore.MaxDeleteBatch)
-		failed, err := c.store.DeleteMany(ctx, keys[:n])
+		failed, err := s.DeleteMany(ctx, keys[:n])
 		if err != nil {
 			return fmt.Errorf("deleting: %w", err)
 		}
