@@ -279,7 +279,7 @@ func runMutate(ctx context.Context, args []string) error {
 
 type s3Flags struct {
 	endpoint, bucket, prefix, cpuprofile *string
-	workers                              *int
+	workers, packSize                    *int
 }
 
 func addS3(fs *flag.FlagSet) s3Flags {
@@ -288,6 +288,7 @@ func addS3(fs *flag.FlagSet) s3Flags {
 		bucket:     fs.String("bucket", "sluice", "bucket"),
 		prefix:     fs.String("prefix", "", "key prefix"),
 		workers:    fs.Int("workers", 16, "upload/download workers"),
+		packSize:   fs.Int("pack-size", 0, "pack size in bytes for large runs (0: the default, -1: one object per chunk)"),
 		cpuprofile: fs.String("cpuprofile", "", "write a CPU profile here"),
 	}
 }
@@ -316,7 +317,7 @@ func (f s3Flags) open() (objstore.Store, *objstore.Metrics, *snapshot.Catalog, e
 	if os.Getenv("SNAPGEN_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cat, err := snapshot.Open(s, snapshot.Options{Prefix: *f.prefix, Concurrency: *f.workers, Logger: log})
+	cat, err := snapshot.Open(s, snapshot.Options{Prefix: *f.prefix, Concurrency: *f.workers, PackSize: *f.packSize, Logger: log})
 	return s, m, cat, err
 }
 
