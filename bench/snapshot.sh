@@ -19,6 +19,8 @@
 #
 # Usage: bench/snapshot.sh [size]   (default 1G)
 # BLOCK sets Sluice's block (chunk) size (default: the volume default, 1M).
+# PACK sets the size of Sluice's packs for large runs (default 16 MiB; -1
+# stores one object per chunk, as before packs).
 # Needs: Go, restic >= 0.14 (apt-get install -y restic when missing), MinIO
 # (MINIO_BIN or ~/.cache/sluice-tools/bin/minio). Port: MINIO_PORT (9127).
 set -euo pipefail
@@ -55,7 +57,7 @@ done
 
 go build -o "$OUT/snapgen" ./bench/snapgen
 SG=$OUT/snapgen
-S3="-endpoint $ENDPOINT"
+S3="-endpoint $ENDPOINT${PACK:+ -pack-size $PACK}"
 IMG=$OUT/image.raw
 
 now() { date +%s.%N; }
@@ -126,7 +128,7 @@ cmp "$IMG" "$OUT/restic-restored$IMG" || { echo "restic restore differs from the
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "snapshot benchmark: $BYTES-byte image, Sluice block size ${BLOCK:-default}, $(nproc) CPUs, restic $(restic version | awk '{print $2}')"
+echo "snapshot benchmark: $BYTES-byte image, Sluice block size ${BLOCK:-default}, pack size ${PACK:-default}, $(nproc) CPUs, restic $(restic version | awk '{print $2}')"
 printf '%-28s %10s %10s %10s %10s %8s\n' "" "Sluice s" "MB/s" "restic s" "MB/s" "speedup"
 row() {
 	printf '%-28s %10.2f %10s %10.2f %10s %7.2fx\n' "$1" "$2" "$(mbps "$BYTES" "$2")" "$3" "$(mbps "$BYTES" "$3")" \
