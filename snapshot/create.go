@@ -72,7 +72,7 @@ type createRun struct {
 	// listed at its start (a conditional PUT no longer tells whether a
 	// chunk exists).
 	packs  *packWriter
-	listed *listedChunks
+	listed listedChunks
 
 	uploaded, uploadedBytes, read atomic.Int64
 }

@@ -322,7 +322,7 @@ func (cs *ChunkStore) addPack(id string, entries []packEntry) {
 	}
 }
 
-// packs returns the loaded pack indexes, sorted by pack id.
+// loadedPacks returns the loaded pack indexes, sorted by pack id.
 func (cs *ChunkStore) loadedPacks() []*packInfo {
 	cs.idx.mu.RLock()
 	defer cs.idx.mu.RUnlock()
@@ -495,17 +495,18 @@ func (w *packWriter) store(ctx context.Context, p *openPack) error {
 // listedChunks is a sorted list of chunk objects found by one listing, for
 // runs that pack: a conditional PUT no longer tells them whether a chunk
 // exists. 36 bytes per chunk.
-type listedChunks struct {
-	ids   []ChunkID
-	sizes []uint32
+type listedChunks []listedChunk
+
+type listedChunk struct {
+	id   ChunkID
+	size uint32
 }
 
-func (cs *ChunkStore) listChunks(ctx context.Context) (*listedChunks, error) {
-	l := &listedChunks{}
+func (cs *ChunkStore) listChunks(ctx context.Context) (listedChunks, error) {
+	var l listedChunks
 	err := objstore.ListAll(ctx, cs.store, cs.prefix, func(o objstore.ObjectInfo) error {
 		if id, ok := cs.IDFromKey(o.Key); ok {
-			l.ids = append(l.ids, id)
-			l.sizes = append(l.sizes, uint32(min(o.Size, 1<<32-1)))
+			l = append(l, listedChunk{id: id, size: uint32(min(o.Size, 1<<32-1))})
 		}
 		return nil
 	})
@@ -514,25 +515,17 @@ func (cs *ChunkStore) listChunks(ctx context.Context) (*listedChunks, error) {
 	}
 	// Listings come in key order, which is id order; check rather than
 	// trust it.
-	if !slices.IsSortedFunc(l.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) }) {
-		idx := make([]int, len(l.ids))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(l.ids[a][:], l.ids[b][:]) })
-		ids, sizes := make([]ChunkID, len(idx)), make([]uint32, len(idx))
-		for k, i := range idx {
-			ids[k], sizes[k] = l.ids[i], l.sizes[i]
-		}
-		l.ids, l.sizes = ids, sizes
+	byID := func(a, b listedChunk) int { return bytes.Compare(a.id[:], b.id[:]) }
+	if !slices.IsSortedFunc(l, byID) {
+		slices.SortFunc(l, byID)
 	}
 	return l, nil
 }
 
-func (l *listedChunks) find(id ChunkID) (uint32, bool) {
-	i, ok := slices.BinarySearchFunc(l.ids, id, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+func (l listedChunks) find(id ChunkID) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(l, id, func(e listedChunk, id ChunkID) int { return bytes.Compare(e.id[:], id[:]) })
 	if !ok {
 		return 0, false
 	}
-	return l.sizes[i], true
+	return l[i].size, true
 }

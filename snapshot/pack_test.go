@@ -181,6 +181,11 @@ func TestPackedSnapshots(t *testing.T) {
 	if got := restoreBytes(t, c.Catalog, s2.ID, size); !bytes.Equal(got, img.clone()) {
 		t.Fatal("incremental over packs restores wrong")
 	}
+	// A packing run shares chunk objects too (found by its listing).
+	x, err := other.Create(ctx, CreateRequest{Volume: "x", Size: size, BlockSize: MinBlockSize, Source: img})
+	if err != nil || x.ChunksUploaded != 0 {
+		t.Fatalf("packing run over chunk objects: %+v %v", x, err)
+	}
 
 	// A chunk also stored as an object (as a cached volume would) is
 	// redundant: GC keeps the packed copy.
