@@ -176,10 +176,10 @@ type readItem struct {
 // with each distinct chunk's stored bytes (valid during the call) and the
 // indexes of the blocks that hold it, on Concurrency goroutines. A chunk
 // the store does not have fails the read with ErrChunkMissing, or, when
-// missing is set, is passed to it instead. Chunks
-// that lie next to each other in a pack are read with one ranged GET: the
-// store's cost per request (and, on MinIO, per erasure block touched) is
-// what a restore of packed chunks would otherwise pay per chunk.
+// missing is set, is passed to it instead. Chunks that lie next to each
+// other in a pack are read with one ranged GET: the store's cost per
+// request (and, on MinIO, per erasure block touched) is what a restore of
+// packed chunks would otherwise pay per chunk.
 func (c *Catalog) readChunks(ctx context.Context, blocks []BlockRef, missing func(ChunkID) error, fn func(id ChunkID, obj []byte, blks []int64) error) error {
 	// Packs stored since this process last looked (by another gateway)
 	// are found here, not one miss at a time.
