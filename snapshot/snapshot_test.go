@@ -182,19 +182,35 @@ func TestCreateValidation(t *testing.T) {
 
 // TestCrashAndResume interrupts Create at each durability boundary and with
 // store failures, then resumes it with the same id.
+// TestCrashAndResume crashes Create at each durability point and through
+// store outages, with chunk objects and with packs, and resumes it.
 func TestCrashAndResume(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"objects", Options{PackSize: -1}},
+		{"packs", Options{PackSize: 4 * MinBlockSize, PackMinBytes: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCrashAndResume(t, tc.o) })
+	}
+}
+
+func testCrashAndResume(t *testing.T, o Options) {
 	points := []string{"create.chunks-stored", "create.manifest-written", "create.committed"}
 	for _, fp := range points {
 		t.Run(fp, func(t *testing.T) {
 			ctx := ctxT(t)
 			dir := t.TempDir()
 			armed := true
-			c := newTestCatalog(t, dir, Options{Failpoint: func(name string) error {
+			oc := o
+			oc.Failpoint = func(name string) error {
 				if armed && name == fp {
 					return ErrFailpoint
 				}
 				return nil
-			}})
+			}
+			c := newTestCatalog(t, dir, oc)
 			img := newMemImage(16*MinBlockSize, MinBlockSize)
 			r := rand.New(rand.NewPCG(5, 6))
 			for i := int64(0); i < 16; i++ {
@@ -219,8 +235,7 @@ func TestCrashAndResume(t *testing.T) {
 			}
 			// "Restart": a new catalogue on the same store resumes.
 			armed = false
-			c2 := newTestCatalog(t, dir, Options{})
-			before := c2.metrics.Snapshot()
+			c2 := newTestCatalog(t, dir, o)
 			in, err := c2.Create(ctx, req)
 			if err != nil || in.Status != StatusCompleted {
 				t.Fatalf("resume: %+v %v", in, err)
@@ -228,7 +243,6 @@ func TestCrashAndResume(t *testing.T) {
 			if wantStatus == StatusPending && in.ChunksUploaded != 0 {
 				t.Errorf("resume re-uploaded %d chunks", in.ChunksUploaded)
 			}
-			_ = before
 			if got := restoreBytes(t, c2.Catalog, "snap-crash", req.Size); !bytes.Equal(got, img.clone()) {
 				t.Fatal("resumed snapshot differs")
 			}
@@ -236,7 +250,7 @@ func TestCrashAndResume(t *testing.T) {
 	}
 	t.Run("store-outage", func(t *testing.T) {
 		ctx := ctxT(t)
-		c := newTestCatalog(t, "", Options{})
+		c := newTestCatalog(t, "", o)
 		img := newMemImage(16*MinBlockSize, MinBlockSize)
 		r := rand.New(rand.NewPCG(7, 8))
 		for i := int64(0); i < 16; i++ {
