@@ -145,7 +145,7 @@ func TestMinIOIncremental1GiB(t *testing.T) {
 func TestMinIOGCRounds(t *testing.T) {
 	t.Run("objects", func(t *testing.T) { testMinIOGCRounds(t, snapshot.Options{}) })
 	t.Run("packs", func(t *testing.T) {
-		testMinIOGCRounds(t, snapshot.Options{PackSize: 2 * snapshot.MinBlockSize, PackMinBytes: 1})
+		testMinIOGCRounds(t, snapshot.Options{PackSize: 2 * snapshot.MinBlockSize, PackMinBytes: 1, IndexMergeMin: 4})
 	})
 }
 
@@ -209,7 +209,7 @@ func testMinIOGCRounds(t *testing.T, o snapshot.Options) {
 	if c.Unreferenced != 0 || c.Chunks != c.LiveChunks {
 		t.Fatalf("after gc: %+v", c)
 	}
-	if o.PackSize > 0 && (c.Packs == 0 || res.PacksRewritten+res.PacksDeleted == 0 || e.countObjects(t, "chunks/") != 0) {
+	if o.PackSize > 0 && (c.Packs == 0 || res.PacksRewritten+res.PacksDeleted == 0 || res.IndexesWritten == 0 || e.countObjects(t, "chunks/") != 0) {
 		t.Fatalf("packs after gc: %+v, %+v", c, res)
 	}
 	for _, k := range live {

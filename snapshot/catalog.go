@@ -15,6 +15,7 @@
 //	chunks/<2 hex>/<64 hex>   chunk objects (immutable, content addressed)
 //	packs/<32 hex>            packs of chunks, written by large runs
 //	packidx/<32 hex>          one index per pack: its chunks' ids and lengths
+//	packidx/all-<32 hex>      merged indexes of many packs, written by GC
 //	manifests/<id>            one manifest per completed snapshot
 //	catalog/<id>.json         one catalogue entry per snapshot
 //	locks/gc                  the garbage collector's lease
@@ -109,6 +110,10 @@ type Options struct {
 	// packs its new chunks; smaller ones (most incrementals) store one
 	// object per chunk (default 8 x PackSize). See DESIGN.md, "Packs".
 	PackMinBytes int64
+	// IndexMergeMin: when at least this many packs have index objects of
+	// their own, garbage collection merges them into a few merged index
+	// objects, so that loading the indexes takes a few GETs (default 64).
+	IndexMergeMin int
 	// GCGrace: garbage collection never deletes a chunk younger than this
 	// (default 1h); it covers clock skew and writers that lost their lease.
 	GCGrace time.Duration
@@ -155,6 +160,9 @@ func Open(s objstore.Store, o Options) (*Catalog, error) {
 	}
 	if o.PackMinBytes <= 0 {
 		o.PackMinBytes = 8 * int64(max(o.PackSize, 0))
+	}
+	if o.IndexMergeMin <= 0 {
+		o.IndexMergeMin = 64
 	}
 	if o.GCGrace <= 0 {
 		o.GCGrace = time.Hour

@@ -218,6 +218,10 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	for i, n := range []int{1, 3, 40} {
 		writeSeed(t, dir, i, encodePackIndex(samplePackEntries(r, n)))
 	}
+	dir = filepath.Join("testdata", "fuzz", "FuzzMergedIndexDecode")
+	for i, n := range []int{1, 2, 20} {
+		writeSeed(t, dir, i, encodeMergedIndex(sampleMergedPacks(r, n)))
+	}
 }
 
 func writeSeed(t *testing.T, dir string, i int, b []byte) {

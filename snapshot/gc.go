@@ -3,10 +3,13 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +60,10 @@ type GCResult struct {
 	ChunksMoved     int `json:"chunks_moved"`
 	OrphanPacks     int `json:"orphan_packs"`
 	DanglingIndexes int `json:"dangling_indexes"`
+	// IndexesWritten counts the merged index objects written, and
+	// IndexesDeleted the index objects they replaced or whose packs went.
+	IndexesWritten int `json:"indexes_written"`
+	IndexesDeleted int `json:"indexes_deleted"`
 }
 
 // GC deletes chunks that no completed snapshot references. It takes the
@@ -234,6 +241,7 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 	var (
 		w       *packWriter
 		retired []string
+		gone    = make(map[string]bool) // packs retired or missing: their descriptions go
 	)
 	defer func() {
 		if w != nil {
@@ -244,11 +252,7 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 		o, ok := objs[p.id]
 		if !ok {
 			res.DanglingIndexes++
-			if !opts.DryRun {
-				if err := c.store.Delete(ctx, cs.indexKey(p.id)); err != nil {
-					return fmt.Errorf("deleting index of missing pack %s: %w", p.id, err)
-				}
-			}
+			gone[p.id] = true
 			continue
 		}
 		delete(objs, p.id)
@@ -301,6 +305,7 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 			}
 		}
 		retired = append(retired, p.id)
+		gone[p.id] = true
 	}
 	if w != nil {
 		if err := w.flush(ctx); err != nil {
@@ -312,15 +317,13 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 			return err
 		}
 	}
-	// Indexes first: a pack without an index is never read.
+	// Descriptions first: a pack no index describes is never read.
+	if !opts.DryRun {
+		if err := c.reindex(ctx, gone, res); err != nil {
+			return err
+		}
+	}
 	keys := make([]string, 0, len(retired))
-	for _, id := range retired {
-		keys = append(keys, cs.indexKey(id))
-	}
-	if err := deleteKeys(ctx, c.store, keys); err != nil {
-		return err
-	}
-	keys = keys[:0]
 	for _, id := range retired {
 		keys = append(keys, cs.packKey(id))
 	}
@@ -338,6 +341,100 @@ func (c *Catalog) sweepPacks(ctx context.Context, opts GCOptions, live, kept map
 		return err
 	}
 	return cs.Refresh(ctx)
+}
+
+// reindex deletes the index objects of gone packs and rewrites merged ones
+// that describe any; and once IndexMergeMin packs have index objects of
+// their own, it merges those too. The surviving packs of every index object
+// it replaces go into new merged index objects (of about 8 MiB), which are
+// stored before the old ones are deleted, so every surviving pack stays
+// described at every instant. A pack described twice (after a crash in
+// here) keeps one description.
+func (c *Catalog) reindex(ctx context.Context, gone map[string]bool, res *GCResult) error {
+	cs := c.chunks
+	sources := cs.loadedSources() // after the rewrites: GC's new packs included
+	names := slices.Sorted(maps.Keys(sources))
+	singles := 0
+	for _, name := range names {
+		if validPackID(name) {
+			singles++
+		}
+	}
+	merge := singles >= c.o.IndexMergeMin
+	// Merged indexes that stay: clean ones, each pack described once.
+	kept := make(map[string]bool)
+	replace := make(map[string]bool)
+	for _, name := range names {
+		if validPackID(name) {
+			continue
+		}
+		clean := true
+		for _, p := range sources[name] {
+			clean = clean && !gone[p.id] && !kept[p.id]
+		}
+		if !clean {
+			replace[name] = true
+			continue
+		}
+		for _, p := range sources[name] {
+			kept[p.id] = true
+		}
+	}
+	var drop []string
+	for _, name := range names {
+		if !validPackID(name) {
+			continue
+		}
+		switch {
+		case gone[name] || kept[name]:
+			drop = append(drop, name) // its pack goes, or a merged index has it
+		case merge:
+			replace[name] = true
+		}
+	}
+	var move []*packInfo
+	for _, name := range names {
+		if !replace[name] {
+			continue
+		}
+		drop = append(drop, name)
+		for _, p := range sources[name] {
+			if !gone[p.id] && !kept[p.id] {
+				kept[p.id] = true
+				move = append(move, p)
+			}
+		}
+	}
+	slices.SortFunc(move, func(a, b *packInfo) int { return strings.Compare(a.id, b.id) })
+	for len(move) > 0 {
+		k, size := 0, packIndexHeaderLen+sha256.Size
+		for k < len(move) && k < maxMergedPacks {
+			n := 20 + len(move[k].entries)*packEntryLen
+			if k > 0 && size+n > mergedTarget {
+				break
+			}
+			size += n
+			k++
+		}
+		b := encodeMergedIndex(move[:k])
+		name := mergedPrefix + newPackID()
+		if _, err := c.store.Put(ctx, cs.indexKey(name), bytes.NewReader(b), int64(len(b)), objstore.PutOptions{}); err != nil {
+			return fmt.Errorf("storing merged pack index %s: %w", name, err)
+		}
+		res.IndexesWritten++
+		move = move[k:]
+	}
+	if res.IndexesWritten > 0 {
+		if err := c.failpoint("gc.reindexed"); err != nil {
+			return err
+		}
+	}
+	res.IndexesDeleted = len(drop)
+	keys := make([]string, len(drop))
+	for i, name := range drop {
+		keys[i] = cs.indexKey(name)
+	}
+	return deleteKeys(ctx, c.store, keys)
 }
 
 // movePacked reads a pack and adds the chunks in keep to w.

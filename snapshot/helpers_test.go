@@ -156,24 +156,34 @@ func census(t testing.TB, c *Catalog) (copies map[ChunkID]int, packs int) {
 		t.Fatal(err)
 	}
 	prefix := c.chunks.root + "packidx/"
+	described := map[string]bool{}
 	err = objstore.ListAll(ctx, c.store, prefix, func(o objstore.ObjectInfo) error {
-		id := strings.TrimPrefix(o.Key, prefix)
-		if !objs[id] {
-			t.Errorf("index of pack %s without the pack", id)
-		}
-		delete(objs, id)
-		entries, err := c.chunks.readIndex(ctx, id)
+		name := strings.TrimPrefix(o.Key, prefix)
+		ps, err := c.chunks.readIndex(ctx, name)
 		if err != nil {
-			t.Errorf("pack %s: %v", id, err)
+			t.Errorf("index %s: %v", name, err)
 		}
-		packs++
-		for _, e := range entries {
-			copies[e.ID]++
+		for _, p := range ps {
+			if described[p.id] {
+				t.Errorf("pack %s described by two indexes", p.id)
+				continue
+			}
+			described[p.id] = true
+			if !objs[p.id] {
+				t.Errorf("index %s describes pack %s, which is missing", name, p.id)
+			}
+			packs++
+			for _, e := range p.entries {
+				copies[e.ID]++
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for id := range described {
+		delete(objs, id)
 	}
 	for id := range objs {
 		t.Errorf("pack %s without an index", id)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -91,13 +92,19 @@ func decodePackIndex(b []byte) ([]packEntry, error) {
 	if sha256.Sum256(body) != [32]byte(b[len(body):]) {
 		return nil, fmt.Errorf("pack index: checksum mismatch: %w", ErrCorrupt)
 	}
+	return decodeEntries(body[packIndexHeaderLen:], n)
+}
+
+// decodeEntries decodes n index entries (chunk id, length) from p, which
+// holds exactly them, giving each its offset in the pack.
+func decodeEntries(p []byte, n int) ([]packEntry, error) {
 	entries := make([]packEntry, n)
 	var off uint64
 	for i := range entries {
-		p := body[packIndexHeaderLen+i*packEntryLen:]
+		q := p[i*packEntryLen:]
 		e := &entries[i]
-		copy(e.ID[:], p[:32])
-		e.Len = binary.BigEndian.Uint32(p[32:])
+		copy(e.ID[:], q[:32])
+		e.Len = binary.BigEndian.Uint32(q[32:])
 		if e.ID.IsZero() || e.Len <= chunkHeaderLen || int64(e.Len) > int64(EncodeBound(MaxBlockSize)) {
 			return nil, fmt.Errorf("pack index: chunk %d: id %s, %d bytes: %w", i, e.ID, e.Len, ErrCorrupt)
 		}
@@ -108,6 +115,97 @@ func decodePackIndex(b []byte) ([]packEntry, error) {
 		}
 	}
 	return entries, nil
+}
+
+// Merged index object (packidx/all-<32 hex>), written by garbage
+// collection to describe many packs in one object, big endian:
+//
+//	0   4  magic "SPIM"
+//	4   1  version (1)
+//	5   3  reserved, zero
+//	8   4  pack count m (1..maxMergedPacks)
+//	12  m × [pack id (16) | chunk count n (u32) | n × (chunk id (32) | length (u32))],
+//	        packs in increasing id order
+//	..  32 SHA-256 of everything before
+const (
+	mergedPrefix = "all-"
+	// maxMergedPacks and maxMergedBytes bound a merged index; GC starts a
+	// new one before either is reached.
+	maxMergedPacks = 1 << 14
+	maxMergedBytes = 64 << 20
+	mergedTarget   = 8 << 20
+)
+
+// encodeMergedIndex returns the merged index object for packs, which must
+// be sorted by id.
+func encodeMergedIndex(packs []*packInfo) []byte {
+	b := make([]byte, packIndexHeaderLen, mergedIndexSize(packs))
+	copy(b, "SPIM")
+	b[4] = packIndexVersion
+	binary.BigEndian.PutUint32(b[8:], uint32(len(packs)))
+	for _, p := range packs {
+		id, _ := hex.DecodeString(p.id)
+		b = append(b, id...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p.entries)))
+		for _, e := range p.entries {
+			b = append(b, e.ID[:]...)
+			b = binary.BigEndian.AppendUint32(b, e.Len)
+		}
+	}
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// mergedIndexSize is the size of the merged index of packs.
+func mergedIndexSize(packs []*packInfo) int {
+	n := packIndexHeaderLen + sha256.Size
+	for _, p := range packs {
+		n += 20 + len(p.entries)*packEntryLen
+	}
+	return n
+}
+
+// decodeMergedIndex parses and checks a merged index object.
+func decodeMergedIndex(b []byte) ([]*packInfo, error) {
+	if len(b) < packIndexHeaderLen+sha256.Size || len(b) > maxMergedBytes || string(b[:4]) != "SPIM" {
+		return nil, fmt.Errorf("merged pack index: bad header: %w", ErrCorrupt)
+	}
+	if b[4] != packIndexVersion || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+		return nil, fmt.Errorf("merged pack index: version %d: %w", b[4], ErrCorrupt)
+	}
+	m := int(binary.BigEndian.Uint32(b[8:]))
+	if m < 1 || m > maxMergedPacks {
+		return nil, fmt.Errorf("merged pack index: %d packs: %w", m, ErrCorrupt)
+	}
+	body := b[:len(b)-sha256.Size]
+	if sha256.Sum256(body) != [32]byte(b[len(body):]) {
+		return nil, fmt.Errorf("merged pack index: checksum mismatch: %w", ErrCorrupt)
+	}
+	p := body[packIndexHeaderLen:]
+	packs := make([]*packInfo, m)
+	for i := range packs {
+		if len(p) < 20 {
+			return nil, fmt.Errorf("merged pack index: pack %d truncated: %w", i, ErrCorrupt)
+		}
+		id := hex.EncodeToString(p[:16])
+		n := int(binary.BigEndian.Uint32(p[16:]))
+		if i > 0 && id <= packs[i-1].id {
+			return nil, fmt.Errorf("merged pack index: pack %s out of order: %w", id, ErrCorrupt)
+		}
+		if n < 1 || n > maxPackChunks || len(p)-20 < n*packEntryLen {
+			return nil, fmt.Errorf("merged pack index: pack %s: %d chunks: %w", id, n, ErrCorrupt)
+		}
+		entries, err := decodeEntries(p[20:20+n*packEntryLen], n)
+		if err != nil {
+			return nil, fmt.Errorf("pack %s: %w", id, err)
+		}
+		packs[i] = &packInfo{id: id, entries: entries}
+		p = p[20+n*packEntryLen:]
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("merged pack index: %d bytes after the last pack: %w", len(p), ErrCorrupt)
+	}
+	return packs, nil
 }
 
 // newPackID returns a random pack id (32 hex digits). Packs are not
@@ -147,8 +245,12 @@ type chunkLoc struct {
 type packIndex struct {
 	mu     sync.RWMutex
 	loaded bool
-	packs  map[string]*packInfo
-	loc    map[ChunkID]chunkLoc
+	// sources maps each index object, by its name under packidx/, to the
+	// packs it describes: one for a pack's own index, many for a merged
+	// one. packs is their union by pack id.
+	sources map[string][]*packInfo
+	packs   map[string]*packInfo
+	loc     map[ChunkID]chunkLoc
 	// bad holds indexes that failed to decode: their packs' chunks are
 	// missing to readers, and GC refuses to run (it would take the pack
 	// for an orphan).
@@ -161,8 +263,14 @@ type packIndex struct {
 	started, done uint64
 }
 
-func (cs *ChunkStore) packKey(id string) string  { return cs.root + "packs/" + id }
-func (cs *ChunkStore) indexKey(id string) string { return cs.root + "packidx/" + id }
+func (cs *ChunkStore) packKey(id string) string    { return cs.root + "packs/" + id }
+func (cs *ChunkStore) indexKey(name string) string { return cs.root + "packidx/" + name }
+
+// validIndexName accepts the names of index objects: a pack id, or
+// mergedPrefix and a random id.
+func validIndexName(name string) bool {
+	return validPackID(name) || strings.HasPrefix(name, mergedPrefix) && validPackID(name[len(mergedPrefix):])
+}
 
 // lookup returns a packed chunk's location.
 func (cs *ChunkStore) lookup(id ChunkID) (chunkLoc, bool) {
@@ -213,33 +321,33 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, ticket uint64) error {
 	}
 	ix.started++
 	me := ix.started
-	old := ix.packs
+	old := ix.sources
 	ix.mu.Unlock()
 
 	prefix := cs.root + "packidx/"
-	var ids []string
+	var names []string
 	err := objstore.ListAll(ctx, cs.store, prefix, func(o objstore.ObjectInfo) error {
-		if id := strings.TrimPrefix(o.Key, prefix); validPackID(id) {
-			ids = append(ids, id)
+		if name := strings.TrimPrefix(o.Key, prefix); validIndexName(name) {
+			names = append(names, name)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("listing pack indexes: %w", err)
 	}
-	packs := make(map[string]*packInfo, len(ids))
+	sources := make(map[string][]*packInfo, len(names))
 	var load []string
-	for _, id := range ids {
-		if p, ok := old[id]; ok {
-			packs[id] = p
+	for _, name := range names {
+		if ps, ok := old[name]; ok {
+			sources[name] = ps
 		} else {
-			load = append(load, id)
+			load = append(load, name)
 		}
 	}
-	loaded := make([]*packInfo, len(load))
+	loaded := make([][]*packInfo, len(load))
 	bad := make([]error, len(load))
 	err = parallel(ctx, 8, len(load), func(ctx context.Context, i int) error {
-		entries, err := cs.readIndex(ctx, load[i])
+		ps, err := cs.readIndex(ctx, load[i])
 		switch {
 		case errors.Is(err, objstore.ErrNotFound):
 			return nil // removed since the listing
@@ -249,16 +357,16 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, ticket uint64) error {
 		case err != nil:
 			return err
 		}
-		loaded[i] = &packInfo{id: load[i], entries: entries}
+		loaded[i] = ps
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	badIdx := make(map[string]error)
-	for i, p := range loaded {
-		if p != nil {
-			packs[p.id] = p
+	for i, ps := range loaded {
+		if ps != nil {
+			sources[load[i]] = ps
 		}
 		if bad[i] != nil {
 			badIdx[load[i]] = bad[i]
@@ -267,18 +375,25 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, ticket uint64) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	// Packs this process stored while the listing ran exist; keep them.
-	for id, p := range ix.packs {
-		if _, ok := old[id]; !ok {
-			packs[id] = p
+	for name, ps := range ix.sources {
+		if _, ok := old[name]; !ok {
+			sources[name] = ps
 		}
 	}
+	packs := make(map[string]*packInfo, len(ix.packs))
 	loc := make(map[ChunkID]chunkLoc, len(ix.loc))
-	for _, p := range packs {
-		for _, e := range p.entries {
-			loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
+	for _, ps := range sources {
+		for _, p := range ps {
+			if _, dup := packs[p.id]; dup {
+				continue // described twice (GC merging indexes)
+			}
+			packs[p.id] = p
+			for _, e := range p.entries {
+				loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
+			}
 		}
 	}
-	ix.packs, ix.loc, ix.bad, ix.loaded, ix.done = packs, loc, badIdx, true, me
+	ix.sources, ix.packs, ix.loc, ix.bad, ix.loaded, ix.done = sources, packs, loc, badIdx, true, me
 	return nil
 }
 
@@ -289,37 +404,59 @@ func (cs *ChunkStore) badIndexes() map[string]error {
 	return cs.idx.bad
 }
 
-// readIndex reads and decodes one pack's index object.
-func (cs *ChunkStore) readIndex(ctx context.Context, id string) ([]packEntry, error) {
-	rc, _, err := cs.store.Get(ctx, cs.indexKey(id), objstore.GetOptions{})
+// readIndex reads and decodes one index object: a pack's own, or a merged
+// one.
+func (cs *ChunkStore) readIndex(ctx context.Context, name string) ([]*packInfo, error) {
+	rc, _, err := cs.store.Get(ctx, cs.indexKey(name), objstore.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("reading index of pack %s: %w", id, err)
+		return nil, fmt.Errorf("reading pack index %s: %w", name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, packIndexHeaderLen+maxPackChunks*packEntryLen+sha256.Size+1))
+	limit := int64(packIndexHeaderLen + maxPackChunks*packEntryLen + sha256.Size)
+	if !validPackID(name) {
+		limit = maxMergedBytes
+	}
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading index of pack %s: %w", id, err)
+		return nil, fmt.Errorf("reading pack index %s: %w", name, err)
+	}
+	if !validPackID(name) {
+		ps, err := decodeMergedIndex(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return ps, nil
 	}
 	entries, err := decodePackIndex(b)
 	if err != nil {
-		return nil, fmt.Errorf("pack %s: %w", id, err)
+		return nil, fmt.Errorf("pack %s: %w", name, err)
 	}
-	return entries, nil
+	return []*packInfo{{id: name, entries: entries}}, nil
 }
 
-// addPack records a pack this process stored.
+// addPack records a pack this process stored, with its own index.
 func (cs *ChunkStore) addPack(id string, entries []packEntry) {
 	p := &packInfo{id: id, entries: entries}
 	cs.idx.mu.Lock()
 	defer cs.idx.mu.Unlock()
 	if cs.idx.packs == nil {
+		cs.idx.sources = make(map[string][]*packInfo)
 		cs.idx.packs = make(map[string]*packInfo)
 		cs.idx.loc = make(map[ChunkID]chunkLoc)
 	}
+	cs.idx.sources[id] = []*packInfo{p}
 	cs.idx.packs[id] = p
 	for _, e := range entries {
 		cs.idx.loc[e.ID] = chunkLoc{pack: p, off: e.Off, len: e.Len}
 	}
+}
+
+// loadedSources returns the loaded index objects (by name) and the packs
+// each describes.
+func (cs *ChunkStore) loadedSources() map[string][]*packInfo {
+	cs.idx.mu.RLock()
+	defer cs.idx.mu.RUnlock()
+	return maps.Clone(cs.idx.sources)
 }
 
 // loadedPacks returns the loaded pack indexes, sorted by pack id.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -58,6 +59,63 @@ func TestPackIndexRoundTrip(t *testing.T) {
 	}
 }
 
+func sampleMergedPacks(r *rand.Rand, m int) []*packInfo {
+	packs := make([]*packInfo, m)
+	for i := range packs {
+		packs[i] = &packInfo{id: newPackID(), entries: samplePackEntries(r, 1+r.IntN(5))}
+	}
+	slices.SortFunc(packs, func(a, b *packInfo) int { return strings.Compare(a.id, b.id) })
+	return packs
+}
+
+func TestMergedIndexRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	packs := sampleMergedPacks(r, 7)
+	b := encodeMergedIndex(packs)
+	if len(b) != mergedIndexSize(packs) {
+		t.Fatalf("%d bytes, mergedIndexSize says %d", len(b), mergedIndexSize(packs))
+	}
+	got, err := decodeMergedIndex(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range packs {
+		if got[i].id != packs[i].id || !slices.Equal(got[i].entries, packs[i].entries) {
+			t.Fatalf("pack %d: %+v, want %+v", i, got[i], packs[i])
+		}
+	}
+	swapped := []*packInfo{packs[1], packs[0]}
+	bad := map[string][]byte{
+		"empty":        nil,
+		"truncated":    b[:len(b)-1],
+		"single index": encodePackIndex(packs[0].entries),
+		"out of order": encodeMergedIndex(swapped),
+		"duplicate":    encodeMergedIndex([]*packInfo{packs[0], packs[0]}),
+		"no packs":     encodeMergedIndex(nil),
+	}
+	for name, b := range bad {
+		if _, err := decodeMergedIndex(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+// FuzzMergedIndexDecode: the merged index decoder must not panic, and what
+// it accepts re-encodes to the same bytes.
+func FuzzMergedIndexDecode(f *testing.F) {
+	r := rand.New(rand.NewPCG(15, 16))
+	f.Add(encodeMergedIndex(sampleMergedPacks(r, 3)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		packs, err := decodeMergedIndex(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeMergedIndex(packs), b) {
+			t.Fatal("accepted merged index does not re-encode to the same bytes")
+		}
+	})
+}
+
 // FuzzPackIndexDecode feeds arbitrary bytes to the pack index decoder: it
 // must not panic, and what it accepts re-encodes to the same bytes.
 func FuzzPackIndexDecode(f *testing.F) {
@@ -78,7 +136,7 @@ func FuzzPackIndexDecode(f *testing.F) {
 // packs of about four blocks.
 func packTestOptions(now *atomic.Pointer[time.Time]) Options {
 	return Options{
-		PackSize: 4 * MinBlockSize, PackMinBytes: 16 * MinBlockSize,
+		PackSize: 4 * MinBlockSize, PackMinBytes: 16 * MinBlockSize, IndexMergeMin: 2,
 		GCGrace: time.Minute, StaleAfter: 10 * time.Minute,
 		Now: func() time.Time { return *now.Load() },
 	}
@@ -291,6 +349,40 @@ func TestPackCrashes(t *testing.T) {
 	}
 	if v, err := reader.Verify(ctx, s2.ID); err != nil || !v.OK {
 		t.Fatalf("verify after gc: %+v %v", v, err)
+	}
+
+	// A crash after GC stored merged indexes but before it deleted the
+	// ones they replace: packs described twice, which the next collection
+	// puts right.
+	for i := int64(1); i < n; i += 2 {
+		img.fill(r, i, 0)
+	}
+	s3, err := c.Create(ctx, CreateRequest{ID: "snap-c", Volume: "v", Size: size, BlockSize: MinBlockSize, Source: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want3 := img.clone()
+	if err := c.Delete(ctx, s2.ID); err != nil {
+		t.Fatal(err)
+	}
+	advance(clock, time.Hour)
+	fire.Store("gc.reindexed")
+	if _, err := c.GC(ctx, GCOptions{}); !errors.Is(err, ErrFailpoint) {
+		t.Fatalf("gc through gc.reindexed: %v", err)
+	}
+	if got := restoreBytes(t, reader, s3.ID, size); !bytes.Equal(got, want3) {
+		t.Fatal("restore between a crashed gc and the next")
+	}
+	res, err = c.GC(ctx, GCOptions{})
+	if err != nil {
+		t.Fatalf("gc after a crash in reindexing: %+v %v", res, err)
+	}
+	checkLiveChunks(t, c.Catalog)
+	if got := restoreBytes(t, reader, s3.ID, size); !bytes.Equal(got, want3) {
+		t.Fatal("restore after gc")
+	}
+	if n := countKeys(t, c.Catalog, "packidx/"+mergedPrefix); n == 0 || countKeys(t, c.Catalog, "packidx/") != n {
+		t.Fatalf("%d merged indexes among %d", n, countKeys(t, c.Catalog, "packidx/"))
 	}
 }
 

@@ -296,7 +296,7 @@ func TestGC(t *testing.T) {
 		o    Options
 	}{
 		{"objects", Options{PackSize: -1}},
-		{"packs", Options{PackSize: 2 * MinBlockSize, PackMinBytes: 1}},
+		{"packs", Options{PackSize: 2 * MinBlockSize, PackMinBytes: 1, IndexMergeMin: 4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testGC(t, tc.o) })
 	}
@@ -369,7 +369,8 @@ func testGC(t *testing.T, o Options) {
 		t.Fatalf("gc: %+v %v", res, err)
 	}
 	checkLiveChunks(t, c.Catalog)
-	if _, packs := census(t, c.Catalog); o.PackSize > 0 && (packs == 0 || res.PacksRewritten == 0 || res.ChunksMoved == 0) {
+	if _, packs := census(t, c.Catalog); o.PackSize > 0 && (packs == 0 || res.PacksRewritten == 0 || res.ChunksMoved == 0 ||
+		res.IndexesWritten == 0 || countKeys(t, c.Catalog, "packidx/"+mergedPrefix) == 0) {
 		t.Fatalf("packs: %d packs after gc %+v", packs, res)
 	}
 	t.Logf("gc: %+v", res)

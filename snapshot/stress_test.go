@@ -31,7 +31,7 @@ func TestPackStress(t *testing.T) {
 	ctx := ctxT(t)
 	clock := newClock()
 	o := Options{
-		PackSize: 3 * MinBlockSize, PackMinBytes: 6 * MinBlockSize,
+		PackSize: 3 * MinBlockSize, PackMinBytes: 6 * MinBlockSize, IndexMergeMin: 3,
 		GCGrace: time.Minute, StaleAfter: 10 * time.Minute,
 		Now: func() time.Time { return *clock.Load() },
 	}
@@ -74,6 +74,7 @@ func TestPackStress(t *testing.T) {
 	}
 	want := map[string][]byte{}
 	var order []string
+	var gcs GCResult // totals
 	restoreCheck := func(c *Catalog, id string) error {
 		w := &sliceWriter{b: make([]byte, size)}
 		if _, err := c.Restore(ctx, id, w); err != nil {
@@ -164,6 +165,9 @@ func TestPackStress(t *testing.T) {
 			if rerr != nil {
 				t.Fatalf("round %d: restore during gc: %v", round, rerr)
 			}
+			gcs.PacksRewritten += res.PacksRewritten
+			gcs.PacksDeleted += res.PacksDeleted
+			gcs.IndexesWritten += res.IndexesWritten
 			checkLiveChunks(t, a.Catalog)
 		default: // restore from either catalogue
 			if len(order) == 0 {
@@ -197,5 +201,9 @@ func TestPackStress(t *testing.T) {
 		t.Fatalf("check: %+v %v", res, err)
 	}
 	_, packs := census(t, a.Catalog)
-	t.Logf("%d rounds: %d snapshots kept, %d packs", rounds, len(order), packs)
+	t.Logf("%d rounds: %d snapshots kept, %d packs; collections rewrote %d packs, deleted %d, wrote %d merged indexes",
+		rounds, len(order), packs, gcs.PacksRewritten, gcs.PacksDeleted, gcs.IndexesWritten)
+	if gcs.PacksRewritten == 0 || gcs.IndexesWritten == 0 {
+		t.Fatal("the collections never rewrote a pack or merged indexes")
+	}
 }
