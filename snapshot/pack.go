@@ -321,7 +321,7 @@ func (cs *ChunkStore) refreshIndex(ctx context.Context, ticket uint64) error {
 	}
 	ix.started++
 	me := ix.started
-	old := ix.sources
+	old := maps.Clone(ix.sources) // addPack adds to ix.sources meanwhile
 	ix.mu.Unlock()
 
 	prefix := cs.root + "packidx/"
