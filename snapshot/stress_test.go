@@ -17,9 +17,9 @@ import (
 // and checks after every collection that exactly the live chunks remain
 // and at the end that every snapshot restores to the image it was taken
 // of. Collections run while the other catalogue restores. Rounds:
-// SLUICE_STRESS_ROUNDS (default 40), seed: SLUICE_STRESS_SEED.
+// SLUICE_STRESS_ROUNDS (default 100), seed: SLUICE_STRESS_SEED.
 func TestPackStress(t *testing.T) {
-	rounds, seed := 40, uint64(1)
+	rounds, seed := 100, uint64(1)
 	if s := os.Getenv("SLUICE_STRESS_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}
