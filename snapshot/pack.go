@@ -463,10 +463,7 @@ func (cs *ChunkStore) loadedSources() map[string][]*packInfo {
 func (cs *ChunkStore) loadedPacks() []*packInfo {
 	cs.idx.mu.RLock()
 	defer cs.idx.mu.RUnlock()
-	out := make([]*packInfo, 0, len(cs.idx.packs))
-	for _, p := range cs.idx.packs {
-		out = append(out, p)
-	}
+	out := slices.Collect(maps.Values(cs.idx.packs))
 	slices.SortFunc(out, func(a, b *packInfo) int { return strings.Compare(a.id, b.id) })
 	return out
 }
