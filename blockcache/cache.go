@@ -187,9 +187,12 @@ type Cache struct {
 	maxDirty  int
 	evicting  bool
 	fetches   map[fetchKey]*fetch
-	inflight  map[snapshot.ChunkID]int
-	wake      chan struct{}
-	waiters   int
+	// fills are the new slots writes are filling before they index them
+	// (cacheio.go); their slots are neither free nor in slots.
+	fills    map[fetchKey]*slotFill
+	inflight map[snapshot.ChunkID]int
+	wake     chan struct{}
+	waiters  int
 	// kick wakes the uploader when a block is queued.
 	kick     chan struct{}
 	closed   bool
@@ -221,7 +224,7 @@ func OpenCache(dir string, cat *snapshot.Catalog, cfg CacheConfig, o Options) (*
 		dir: dir, cfg: cfg, o: o, log: o.Logger.With("component", "cache"), cat: cat,
 		chunks: cat.Chunks(), coder: cat.Coder(),
 		vols: map[uint64]*vstate{}, slots: make([]*entry, nslots),
-		fetches: map[fetchKey]*fetch{}, inflight: map[snapshot.ChunkID]int{},
+		fetches: map[fetchKey]*fetch{}, fills: map[fetchKey]*slotFill{}, inflight: map[snapshot.ChunkID]int{},
 		wake: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	c.maxDirty = max(nslots*cfg.UploadBufferPercent/100, 1)
@@ -546,7 +549,7 @@ func (c *Cache) allocSlot(ctx context.Context, dirty bool) (int32, error) {
 		if err := c.usable(); err != nil {
 			return -1, err
 		}
-		if dirty && c.nDirty >= c.maxDirty {
+		if dirty && c.nDirty+len(c.fills) >= c.maxDirty {
 			if err := c.wait(ctx); err != nil {
 				return -1, fmt.Errorf("waiting for upload buffer space: %w", err)
 			}
@@ -864,12 +867,18 @@ func (c *Cache) Check() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("cache check: "+format+": %w", append(args, ErrCorrupt)...)
 	}
-	free := make(map[int32]bool, len(c.free))
+	free := make(map[int32]bool, len(c.free)+len(c.fills))
 	for _, s := range c.free {
 		if free[s] || c.slots[s] != nil {
 			return bad("free slot %d listed twice or in use", s)
 		}
 		free[s] = true
+	}
+	for k, f := range c.fills {
+		if free[f.slot] || c.slots[f.slot] != nil {
+			return bad("slot %d filling for block %d is free or in use", f.slot, k.block)
+		}
+		free[f.slot] = true // accounted: taken by a write, not yet indexed
 	}
 	dirty, lru := 0, 0
 	for _, l := range []*cleanList{&c.prob, &c.prot} {

@@ -27,8 +27,14 @@ type cacheEnv struct {
 
 func newCacheEnv(t testing.TB, e *env, cfg CacheConfig) *cacheEnv {
 	t.Helper()
+	return newCacheEnvWith(t, e, cfg, Options{})
+}
+
+// newCacheEnvWith is newCacheEnv with cache options (failpoints).
+func newCacheEnvWith(t testing.TB, e *env, cfg CacheConfig, o Options) *cacheEnv {
+	t.Helper()
 	root := t.TempDir()
-	ce := &cacheEnv{env: e, dir: filepath.Join(root, "cache"), cfg: cfg, vols: filepath.Join(root, "volumes")}
+	ce := &cacheEnv{env: e, dir: filepath.Join(root, "cache"), cfg: cfg, o: o, vols: filepath.Join(root, "volumes")}
 	ce.open(t)
 	return ce
 }

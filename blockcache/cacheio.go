@@ -111,46 +111,98 @@ func (c *Cache) writeBlock(ctx context.Context, v *vstate, b int64, p []byte, bo
 			}
 			old = raw
 		}
+		k := fetchKey{v.key, b}
+		if f := c.fills[k]; f != nil {
+			// Another write is filling a slot for this block: wait for it
+			// to index the block, then write into that slot.
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			c.mu.Lock()
+			continue
+		}
 		s, err := c.allocSlot(ctx, true)
 		if err != nil {
 			c.mu.Unlock()
 			return err
 		}
-		if v.deleted || v.entries[b] != nil || v.bm.Blocks[b] != ref {
+		if v.deleted || v.entries[b] != nil || v.bm.Blocks[b] != ref || c.fills[k] != nil {
 			c.releaseSlot(s)
 			continue
 		}
-		e := &entry{v: v, block: b, slot: s, dirty: true, gen: 1, pins: 1, writers: 1}
+		// Fill the slot (the block's old bytes or zeros, then p) before
+		// the block is indexed: until then no reader or writer can reach
+		// the slot, so the fill cannot overwrite a concurrent write into
+		// the same block, a reader never sees the slot's previous
+		// occupant, and no journal record names the slot before it holds
+		// the block (CACHED.md, "Filling").
+		f := &slotFill{slot: s, done: make(chan struct{})}
+		c.fills[k] = f
+		c.mu.Unlock()
+		err = c.failpoint("cache.slot-fill")
+		if err == nil {
+			err = c.fillSlot(s, n, old, p, boff, full)
+		}
+		c.mu.Lock()
+		delete(c.fills, k)
+		close(f.done)
+		if err != nil {
+			c.releaseSlot(s)
+			c.mu.Unlock()
+			return err
+		}
+		if v.deleted || v.entries[b] != nil || v.bm.Blocks[b] != ref || c.usable() != nil {
+			// Unmapped, fetched, resized or deleted while filling: the
+			// slot's copy is stale; start over against the new state.
+			c.releaseSlot(s)
+			continue
+		}
+		e := &entry{v: v, block: b, slot: s, dirty: true, gen: 1}
 		v.entries[b] = e
 		c.slots[s] = e
 		c.nDirty++
 		v.dirty++
+		// The slot was free in the durable index and already holds the
+		// block: the record may become durable at any time from here on.
 		c.j.append(journalRec{typ: recSlot, slot: uint32(s), key: v.key, block: uint64(b), state: slotStateDirty})
 		c.enqueue(e)
-		off := c.slotOff(s)
+		c.broadcast()
 		c.mu.Unlock()
-		// The slot was free in the durable index: no ordering needed.
-		switch {
-		case full:
-		case old != nil:
-			buf := c.getBuf(n)
-			clear(buf[copy(buf, old):])
-			copy(buf[boff:], p)
-			p, boff = buf, 0
-			defer c.putBuf(buf)
-		default:
-			err = c.writeZeros(off, n)
-		}
-		if err == nil {
-			if _, werr := c.data.WriteAt(p, off+int64(boff)); werr != nil {
-				err = fmt.Errorf("cache write: %w", werr)
-			}
-		}
-		c.mu.Lock()
-		c.writeDone(e)
-		c.mu.Unlock()
-		return err
+		return nil
 	}
+}
+
+// slotFill is a new slot a write is filling before it indexes the block.
+type slotFill struct {
+	slot int32
+	done chan struct{}
+}
+
+// fillSlot writes block content into slot s (n bytes long): p at boff over
+// old (the block's stored bytes) or over zeros when old is nil. A full
+// write is p alone. Caller does not hold mu.
+func (c *Cache) fillSlot(s int32, n int, old, p []byte, boff int, full bool) error {
+	off := c.slotOff(s)
+	switch {
+	case full:
+	case old != nil:
+		buf := c.getBuf(n)
+		defer c.putBuf(buf)
+		clear(buf[copy(buf, old):])
+		copy(buf[boff:], p)
+		p, boff = buf, 0
+	default:
+		if err := c.writeZeros(off, n); err != nil {
+			return err
+		}
+	}
+	if _, err := c.data.WriteAt(p, off+int64(boff)); err != nil {
+		return fmt.Errorf("cache write: %w", err)
+	}
+	return nil
 }
 
 // writeDone ends a write to e's slot. The uploader does not take an entry
